@@ -1,0 +1,44 @@
+# siamtrack: `make demo` (environment, weights, a tracked sample clip) and `make test`.
+# GPU users pick their torch build: make setup TORCH_SPEC="torch==2.13.0" (any pip spec).
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+# Every pip call after the first keeps torch pinned, so no dependency swaps in another build.
+CONSTRAINTS := $(VENV)/constraints.txt
+PIP_INSTALL := PIP_CONSTRAINT=$(abspath $(CONSTRAINTS)) $(PIP) install --disable-pip-version-check -q
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test lint demo weights bench train-lite clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	echo "$(TORCH_SPEC)" > $(CONSTRAINTS)
+	$(PIP_INSTALL) "$(TORCH_SPEC)"
+	$(PIP_INSTALL) -e ".[dev]"
+	touch $@
+
+setup: $(STAMP)
+
+test: setup
+	$(PY) -m pytest -q -ra
+
+lint: setup
+	$(VENV)/bin/ruff check siamtrack tests
+
+weights: setup
+	$(VENV)/bin/siamtrack weights list
+
+demo: setup weights
+	$(VENV)/bin/siamtrack demo
+
+bench: setup
+	$(VENV)/bin/siamtrack bench --json runs/bench.json
+
+train-lite: setup
+	$(PIP_INSTALL) -e ".[train]"
+	$(VENV)/bin/siamtrack train configs/siammask-lite.toml --out runs/train-lite --resume
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache
