@@ -1,0 +1,1 @@
+"""click commands, one module each (loaded lazily by `siamtrack.cli`)."""
