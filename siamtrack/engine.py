@@ -1,16 +1,23 @@
 """How a network is run: device placement, precision modes, FLOP counting.
 
 Precision modes:
-* ``fp32-reference``: the plain eager float32 network, the in-run baseline for speed work;
-* ``fp32``: float32 with inference-only rewrites that keep golden equivalence;
+* ``fp32-reference``: the straightforward eager float32 forward, as the official code runs
+  it (autograd on, template-side convolutions and the unused 63x63 mask head evaluated
+  every frame); the in-run baseline for speed work;
+* ``fp32``: float32 with inference-only rewrites that keep golden equivalence (no
+  autograd, BatchNorm folded into convolutions, channels-last, template work at init);
 * ``bf16``: bfloat16 autocast (CPUs with native bf16: AVX512-BF16 or AMX; CUDA);
 * ``auto``: fp32 (see ``choose_precision``).
 """
 
 from __future__ import annotations
 
+import copy
+import contextlib
+
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from siamtrack.errors import SiamtrackError
 
@@ -67,15 +74,76 @@ class _Autocast(nn.Module):
             return self.inner.refine(feats, rows, cols, batch_idx)
 
 
+class _Reference(nn.Module):
+    """The official per-frame work: kernels recomputed from the template, mask head evaluated."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.inner = net
+        self.arch = getattr(net, "arch", type(net).__name__)
+
+    def template(self, z):
+        return self.inner.template_features(z)
+
+    def backbone(self, x):
+        return self.inner.backbone(x)
+
+    def heads(self, feats, zf):
+        out = self.inner.heads(feats, self.inner.kernels(zf))
+        mask_head = getattr(getattr(self.inner, "mask_model", None), "mask", None)
+        if mask_head is not None:
+            mask_head.head(out[2].corr)  # computed and discarded, as the official tracker does
+        return out
+
+    def refine(self, feats, rows, cols, batch_idx=None):
+        return self.inner.refine(feats, rows, cols, batch_idx)
+
+
+def fold_batchnorm(module: nn.Module) -> nn.Module:
+    """Fold every eval-mode BatchNorm into the convolution before it (in place).
+
+    Handles the two patterns the networks use: consecutive (Conv2d, BatchNorm2d) in a
+    Sequential, and sibling attributes ``convN`` / ``bnN``.
+    """
+    for child in module.children():
+        fold_batchnorm(child)
+    names = list(module._modules)
+    if isinstance(module, nn.Sequential):
+        pairs = [(a, b) for a, b in zip(names, names[1:], strict=False)]
+    else:
+        pairs = [(n, "bn" + n[4:]) for n in names if n.startswith("conv") and "bn" + n[4:] in module._modules]
+    for conv_name, bn_name in pairs:
+        conv, bn = module._modules[conv_name], module._modules[bn_name]
+        if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+            module._modules[conv_name] = fuse_conv_bn_eval(conv, bn)
+            module._modules[bn_name] = nn.Identity()
+    return module
+
+
 def prepare_network(model: nn.Module, device: torch.device, precision: str) -> tuple[nn.Module, str]:
-    """Put ``model`` on ``device`` in eval mode, wrapped for the chosen precision."""
+    """Put ``model`` on ``device`` in eval mode, rewritten or wrapped for the chosen precision.
+
+    The caller's module is left untouched (fast paths work on a copy).
+    """
     mode = choose_precision(precision, device)
-    net = model.to(device).eval()
+    model = model.to(device).eval()
+    if mode == "fp32-reference":
+        if hasattr(model, "template_features"):
+            return _Reference(model), mode
+        return model, mode
+    net = fold_batchnorm(copy.deepcopy(model))
     for p in net.parameters():
         p.requires_grad_(False)
+    if device.type == "cpu":
+        net = net.to(memory_format=torch.channels_last)
     if mode == "bf16":
         return _Autocast(net, device.type, torch.bfloat16), mode
     return net, mode
+
+
+def grad_context(precision: str):
+    """No autograd on the fast paths; the reference path keeps it, as the official code does."""
+    return contextlib.nullcontext() if precision == "fp32-reference" else torch.inference_mode()
 
 
 def count_track_flops(net: nn.Module, device: torch.device) -> int:

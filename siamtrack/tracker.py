@@ -264,6 +264,11 @@ class Tracker:
         return count_track_flops(self.net, self.device)
 
     # tracking -----------------------------------------------------------------------------
+    def _grad_context(self):
+        from siamtrack.engine import grad_context
+
+        return grad_context(self.precision)
+
     def _to_tensor(self, crops: list[np.ndarray]) -> torch.Tensor:
         batch = torch.from_numpy(np.stack(crops)).to(self.device)
         return batch.permute(0, 3, 1, 2).float()
@@ -292,7 +297,7 @@ class Tracker:
             side = geo.exemplar_side(size, self.preset.context_amount)
             crops.append(geo.context_crop(frame, center, side, geo.EXEMPLAR_SIZE, self._avg_chans))
         timer.mark("crop")
-        with torch.inference_mode():
+        with self._grad_context():
             self._kernels = self.net.template(self._to_tensor(crops))
         timer.mark("backbone")
         self.last_steps = []
@@ -314,18 +319,18 @@ class Tracker:
             crops.append(geo.context_crop(frame, st.center, side, geo.INSTANCE_SIZE, self._avg_chans))
         x = self._to_tensor(crops)
         timer.mark("crop")
-        with torch.inference_mode():
+        with self._grad_context():
             feats = self.net.backbone(x)
             timer.mark("backbone")
             cls, loc, search = self.net.heads(feats, self._kernels)
             k = len(self.states)
-            score = torch.softmax(cls.float().reshape(k, 2, -1), dim=1)[:, 1].cpu().numpy()
-            delta = loc.float().reshape(k, 4, -1).cpu().numpy()
+            score = torch.softmax(cls.detach().float().reshape(k, 2, -1), dim=1)[:, 1].cpu().numpy()
+            delta = loc.detach().float().reshape(k, 4, -1).cpu().numpy()
             timer.mark("heads")
             picks = [self._select(st, score[i], delta[i], sides[i]) for i, st in enumerate(self.states)]
             rows = torch.tensor([pk[1] for pk in picks], device=self.device)
             cols = torch.tensor([pk[2] for pk in picks], device=self.device)
-            masks = torch.sigmoid(self.net.refine(search, rows, cols).float()).cpu().numpy()
+            masks = torch.sigmoid(self.net.refine(search, rows, cols).detach().float()).cpu().numpy()
         timer.mark("refine")
         results = []
         self.last_steps = []

@@ -211,7 +211,10 @@ class SiamMaskSharp(nn.Module):
         return f[:, :, 4:-4, 4:-4]
 
     def template(self, z: Tensor) -> TemplateKernels:
-        zf = self.template_features(z)
+        return self.kernels(self.template_features(z))
+
+    def kernels(self, zf: Tensor) -> TemplateKernels:
+        """The correlation kernels: the template-side adapters, which need running only once."""
         return TemplateKernels(
             self.rpn_model.cls.conv_kernel(zf),
             self.rpn_model.loc.conv_kernel(zf),
