@@ -12,8 +12,8 @@ Precision modes:
 
 from __future__ import annotations
 
-import copy
 import contextlib
+import copy
 
 import torch
 from torch import nn

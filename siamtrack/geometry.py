@@ -46,9 +46,13 @@ def search_side(size_wh: Sequence[float], context: float = 0.5) -> float:
     return s_z + 2 * pad
 
 
-def crop_origin(center: float, side: int) -> int:
-    """Left/top pixel of a ``side``-wide window centred at ``center`` (official rounding)."""
-    return int(round(center - (side + 1) / 2))
+def crop_origin(center: float, side: int, half_up: bool = False) -> int:
+    """Left/top pixel of a ``side``-wide window centred at ``center``.
+
+    The official tracker rounds half to even (Python ``round``); PySOT rounds half up.
+    """
+    v = center - (side + 1) / 2
+    return int(math.floor(v + 0.5)) if half_up else int(round(v))
 
 
 def context_crop(
@@ -57,6 +61,7 @@ def context_crop(
     crop_side: float,
     out_size: int,
     pad_color: np.ndarray | Sequence[float],
+    half_up: bool = False,
 ) -> np.ndarray:
     """Square crop of ``round(crop_side)`` pixels at ``center_xy``, padded, resized to ``out_size``.
 
@@ -67,8 +72,8 @@ def context_crop(
     side = int(round(crop_side))
     if side < 1:
         raise ValueError(f"crop side must be >= 1, got {crop_side}")
-    x0 = crop_origin(float(center_xy[0]), side)
-    y0 = crop_origin(float(center_xy[1]), side)
+    x0 = crop_origin(float(center_xy[0]), side, half_up)
+    y0 = crop_origin(float(center_xy[1]), side, half_up)
     h, w = image.shape[:2]
     ix0, iy0 = max(x0, 0), max(y0, 0)
     ix1, iy1 = min(x0 + side, w), min(y0 + side, h)
@@ -150,11 +155,17 @@ def _padded_size(w, h):
     return np.sqrt((w + pad) * (h + pad))
 
 
-def size_penalty(boxes: np.ndarray, target_sz_in_crop: np.ndarray, penalty_k: float) -> np.ndarray:
-    """Penalty for scale and aspect-ratio change of each candidate against the current target."""
+def size_penalty(boxes: np.ndarray, target_sz_in_crop: np.ndarray, penalty_k: float,
+                 target_ratio: float | None = None) -> np.ndarray:
+    """Penalty for scale and aspect-ratio change of each candidate against the current target.
+
+    ``target_ratio`` defaults to w/h of ``target_sz_in_crop`` (official); PySOT divides the
+    unscaled size, which can differ in the last bit.
+    """
     tw, th = np.float64(target_sz_in_crop[0]), np.float64(target_sz_in_crop[1])
+    ratio = tw / th if target_ratio is None else np.float64(target_ratio)
     s_c = _change(_padded_size(boxes[2], boxes[3]) / _padded_size(tw, th))
-    r_c = _change((tw / th) / (boxes[2] / boxes[3]))
+    r_c = _change(ratio / (boxes[2] / boxes[3]))
     return np.exp(-(r_c * s_c - 1) * penalty_k)
 
 

@@ -44,6 +44,10 @@ class Preset:
     lr: float
     seg_thr: float
     context_amount: float = 0.5
+    # "official" (foolwood/SiamMask tools/test.py) or "pysot" (PySOT's SiamMaskTracker): PySOT
+    # centres the box at x + (w-1)/2, rounds crop origins half up, rounds the search side
+    # directly, clips the state before the mask step and pads the warped mask with 0.
+    style: str = "official"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preset:
@@ -60,7 +64,7 @@ PRESETS: dict[str, Preset] = {
     "vot": Preset("vot", penalty_k=0.04, window_influence=0.42, lr=0.25, seg_thr=0.30),
     "vot18": Preset("vot18", penalty_k=0.10, window_influence=0.41, lr=0.32, seg_thr=0.15),
     # PySOT experiments/siammask_r50_l3/config.yaml hyper-parameters (official post-processing)
-    "pysot": Preset("pysot", penalty_k=0.10, window_influence=0.41, lr=0.32, seg_thr=0.15),
+    "pysot": Preset("pysot", penalty_k=0.10, window_influence=0.41, lr=0.32, seg_thr=0.15, style="pysot"),
 }
 DEFAULT_PRESET = {"siammask_sharp": "davis", "siammask_lite": "davis"}
 
@@ -218,6 +222,10 @@ class Tracker:
             raise SiamtrackError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
         return PRESETS[preset]
 
+    @property
+    def _pysot(self) -> bool:
+        return self.preset.style == "pysot"
+
     # construction -------------------------------------------------------------------------
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, preset: str | Preset | None = None,
@@ -293,9 +301,12 @@ class Tracker:
                 warnings.warn(f"box clipped to the frame: {','.join(f'{v:g}' for v in box)}",
                               BoxClippedWarning, stacklevel=2)
             center, size = geo.xywh_to_center(box)
+            if self._pysot:
+                center -= 0.5
             self.states.append(ObjectState(center, size))
             side = geo.exemplar_side(size, self.preset.context_amount)
-            crops.append(geo.context_crop(frame, center, side, geo.EXEMPLAR_SIZE, self._avg_chans))
+            crops.append(geo.context_crop(frame, center, side, geo.EXEMPLAR_SIZE, self._avg_chans,
+                                          half_up=self._pysot))
         timer.mark("crop")
         with self._grad_context():
             self._kernels = self.net.template(self._to_tensor(crops))
@@ -314,9 +325,13 @@ class Tracker:
         timer.start()
         sides, crops = [], []
         for st in self.states:
-            side = geo.search_side(st.size, p.context_amount)
+            if self._pysot:
+                side = round(geo.context_size(st.size, p.context_amount) * (geo.INSTANCE_SIZE / geo.EXEMPLAR_SIZE))
+            else:
+                side = geo.search_side(st.size, p.context_amount)
             sides.append(side)
-            crops.append(geo.context_crop(frame, st.center, side, geo.INSTANCE_SIZE, self._avg_chans))
+            crops.append(geo.context_crop(frame, st.center, side, geo.INSTANCE_SIZE, self._avg_chans,
+                                          half_up=self._pysot))
         x = self._to_tensor(crops)
         timer.mark("crop")
         with self._grad_context():
@@ -345,7 +360,8 @@ class Tracker:
         p = self.preset
         scale_x = geo.EXEMPLAR_SIZE / geo.context_size(st.size, p.context_amount)
         boxes = geo.decode_boxes(delta, self.anchors)
-        penalty = geo.size_penalty(boxes, st.size * scale_x, p.penalty_k)
+        ratio = st.size[0] / st.size[1] if self._pysot else None
+        penalty = geo.size_penalty(boxes, st.size * scale_x, p.penalty_k, ratio)
         pscore = penalty * score
         pscore = pscore * (1 - p.window_influence) + self.window * p.window_influence
         if not np.all(np.isfinite(pscore)):
@@ -364,12 +380,16 @@ class Tracker:
                 frame_wh: tuple[int, int]) -> TrackResult:
         best, row, col, center, size, best_score, debug = pick
         box = geo.crop_box(st.center, side)
+        unclipped = (center, size)
+        clipped = geo.clip_state(center, size, frame_wh)
+        if self._pysot:
+            center, size = clipped  # PySOT clips first: the fallback box is the clipped state
         window = geo.mask_window(box, row, col)
-        prob = geo.warp_mask_to_frame(mask127, window, frame_wh)
+        prob = geo.warp_mask_to_frame(mask127, window, frame_wh, border=0.0 if self._pysot else -1.0)
         binary = (prob > self.preset.seg_thr).astype(np.uint8)
         rotated, source = geo.rotated_box_from_mask(binary, center, size)
-        self.last_steps.append(StepRecord(best, row, col, box, *debug, mask127, center, size))
-        st.center, st.size = geo.clip_state(center, size, frame_wh)
+        self.last_steps.append(StepRecord(best, row, col, box, *debug, mask127, *unclipped))
+        st.center, st.size = clipped
         st.score = best_score
         np.maximum(prob, 0.0, out=prob)
         return TrackResult(

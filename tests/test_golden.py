@@ -179,3 +179,46 @@ def test_two_objects_batched_equal_single(golden_dir, make_tracker):
             np.testing.assert_allclose(both.states[k].center, t.states[k - k].center, atol=1e-3)
             assert iou(pair[k].mask, alone.mask) >= 0.99
             assert pair[k].obj_id == k
+
+
+@pytest.fixture(scope="module")
+def pysot_checkpoint(tmp_path_factory, golden_dir):
+    """The same synthetic tensors under PySOT's key names (tests the renaming on load)."""
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("pysot") / "siammask_r50_l3.pth"
+    subprocess.run([sys.executable, str(golden_dir / "make_checkpoint.py"), str(out), "--keys",
+                    str(golden_dir / "keys_pysot_siammask.json"), "--layout", "flat"], check=True,
+                   capture_output=True)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seq", ["tennis", "bag"])
+def test_pysot_style_free_run(golden_dir, pysot_checkpoint, seq):
+    traj = json.loads((GOLDEN / "pysot" / seq / "trajectory.json").read_text())
+    raw = GOLDEN / "pysot" / seq / "raw_frame1"
+    fr = frames(seq)
+    tracker = Tracker.from_checkpoint(pysot_checkpoint, preset="pysot", device="cpu", precision="fp32")
+    tracker.init(fr[0], traj["init_box_xywh"])
+    np.testing.assert_allclose(tracker.states[0].center, traj["init"]["center_pos"], atol=1e-9)
+    for step in traj["steps"]:
+        f = step["frame"]
+        (result,) = tracker.track(fr[f])
+        rec = tracker.last_steps[0]
+        assert rec.best_id == step["best_idx"], f"frame {f}"
+        assert rec.crop_box[2] == step["crop_box"][2]
+        np.testing.assert_allclose(rec.crop_box[:2], step["crop_box"][:2], atol=1e-3)
+        st = tracker.states[0]
+        np.testing.assert_allclose(st.center, step["post"]["center_pos"], atol=1e-3)
+        np.testing.assert_allclose(st.size, step["post"]["size"], atol=1e-3)
+        np.testing.assert_allclose(result.box, step["bbox_xywh"], atol=1e-3)
+        assert polygon_distance(result.rotated.points, step["polygon"]) <= 1.5, f"frame {f}"
+        golden_mask = cv2.imread(str(GOLDEN / "pysot" / seq / "masks" / f"{f:05d}.png"), cv2.IMREAD_GRAYSCALE) > 0
+        assert iou(golden_mask, result.mask) >= 0.99, f"frame {f}"
+        if f == 1:
+            np.testing.assert_allclose(rec.score, np.load(raw / "score.npy"), atol=1e-5)
+            np.testing.assert_allclose(rec.penalty, np.load(raw / "penalty.npy"), atol=1e-5)
+            np.testing.assert_allclose(rec.pscore, np.load(raw / "pscore.npy"), atol=1e-5)
+            np.testing.assert_allclose(rec.mask127, np.load(raw / "refine_prob.npy"), atol=1e-4)
