@@ -6,7 +6,7 @@ Precision modes:
   every frame); the in-run baseline for speed work;
 * ``fp32``: float32 with inference-only rewrites that keep golden equivalence (no
   autograd, BatchNorm folded into convolutions, channels-last, template work at init);
-* ``bf16``: bfloat16 autocast (CPUs with native bf16: AVX512-BF16 or AMX; CUDA);
+* ``bf16``: the trunks in bfloat16 (CPUs with native bf16: AVX512-BF16 or AMX; CUDA), heads fp32;
 * ``auto``: fp32 (see ``choose_precision``).
 """
 
@@ -44,34 +44,42 @@ def choose_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
-class _Autocast(nn.Module):
-    """Runs the tracker-facing methods of a network under autocast."""
+def _to_float(tensors):
+    """The same (named) tuple of tensors in float32."""
+    floats = [t.float() for t in tensors]
+    return type(tensors)(*floats) if hasattr(tensors, "_fields") else tuple(floats)
 
-    def __init__(self, net: nn.Module, device_type: str, dtype: torch.dtype) -> None:
+
+class _Bf16Trunk(nn.Module):
+    """Runs the template and search trunks under bfloat16 autocast, the heads and refine in fp32.
+
+    The trunk is most of the cost and tolerates bf16; the correlation heads and refine
+    decide the argmax and the mask boundary, and in bf16 they flip decisions on
+    ambiguous frames (measured on the golden sequences), so they stay fp32.
+    """
+
+    def __init__(self, net: nn.Module, device_type: str) -> None:
         super().__init__()
         self.inner = net
         self.arch = getattr(net, "arch", type(net).__name__)
         self._device_type = device_type
-        self._dtype = dtype
 
     def _ctx(self):
-        return torch.autocast(self._device_type, dtype=self._dtype)
+        return torch.autocast(self._device_type, dtype=torch.bfloat16)
 
     def template(self, z):
         with self._ctx():
-            return self.inner.template(z)
+            return _to_float(self.inner.template(z))
 
     def backbone(self, x):
         with self._ctx():
-            return self.inner.backbone(x)
+            return _to_float(self.inner.backbone(x))
 
     def heads(self, feats, kernels):
-        with self._ctx():
-            return self.inner.heads(feats, kernels)
+        return self.inner.heads(feats, kernels)
 
     def refine(self, feats, rows, cols, batch_idx=None):
-        with self._ctx():
-            return self.inner.refine(feats, rows, cols, batch_idx)
+        return self.inner.refine(feats, rows, cols, batch_idx)
 
 
 class _Reference(nn.Module):
@@ -137,7 +145,7 @@ def prepare_network(model: nn.Module, device: torch.device, precision: str) -> t
     if device.type == "cpu":
         net = net.to(memory_format=torch.channels_last)
     if mode == "bf16":
-        return _Autocast(net, device.type, torch.bfloat16), mode
+        return _Bf16Trunk(net, device.type), mode
     return net, mode
 
 
