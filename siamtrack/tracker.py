@@ -277,8 +277,20 @@ class Tracker:
 
         return grad_context(self.precision)
 
-    def _to_tensor(self, crops: list[np.ndarray]) -> torch.Tensor:
-        batch = torch.from_numpy(np.stack(crops)).to(self.device)
+    def _crops(self, frame: np.ndarray, centers: list[np.ndarray], sides: list[float], out_size: int
+               ) -> torch.Tensor:
+        """The network input (K, 3, out, out) float: crops cut on the CPU, or on the GPU from one upload."""
+        half_up = self._pysot
+        if self.device.type == "cuda":
+            from siamtrack.geometry_torch import context_crop_torch
+
+            ft = torch.from_numpy(frame).to(self.device, non_blocking=True)
+            crops = [context_crop_torch(ft, c, s, out_size, self._avg_chans, half_up) for c, s in zip(centers, sides,
+                                                                                                 strict=True)]
+            batch = torch.stack(crops)
+        else:
+            batch = torch.from_numpy(np.stack([geo.context_crop(frame, c, s, out_size, self._avg_chans, half_up)
+                                               for c, s in zip(centers, sides, strict=True)]))
         return batch.permute(0, 3, 1, 2).float()
 
     def init(self, frame: np.ndarray, boxes: Sequence[float] | Sequence[Sequence[float]], *,
@@ -294,7 +306,7 @@ class Tracker:
         timer.start()
         self._avg_chans = frame.mean(axis=(0, 1))
         self.states = []
-        crops = []
+        sides = []
         for box in boxes:
             box, clipped = clip_box(box, (w, h))
             if clipped:
@@ -304,12 +316,11 @@ class Tracker:
             if self._pysot:
                 center -= 0.5
             self.states.append(ObjectState(center, size))
-            side = geo.exemplar_side(size, self.preset.context_amount)
-            crops.append(geo.context_crop(frame, center, side, geo.EXEMPLAR_SIZE, self._avg_chans,
-                                          half_up=self._pysot))
+            sides.append(geo.exemplar_side(size, self.preset.context_amount))
+        z = self._crops(frame, [st.center for st in self.states], sides, geo.EXEMPLAR_SIZE)
         timer.mark("crop")
         with self._grad_context():
-            self._kernels = self.net.template(self._to_tensor(crops))
+            self._kernels = self.net.template(z)
         timer.mark("backbone")
         self.last_steps = []
         return list(range(len(self.states)))
@@ -323,16 +334,12 @@ class Tracker:
         p = self.preset
         timer = self._timer
         timer.start()
-        sides, crops = [], []
-        for st in self.states:
-            if self._pysot:
-                side = round(geo.context_size(st.size, p.context_amount) * (geo.INSTANCE_SIZE / geo.EXEMPLAR_SIZE))
-            else:
-                side = geo.search_side(st.size, p.context_amount)
-            sides.append(side)
-            crops.append(geo.context_crop(frame, st.center, side, geo.INSTANCE_SIZE, self._avg_chans,
-                                          half_up=self._pysot))
-        x = self._to_tensor(crops)
+        if self._pysot:
+            ratio = geo.INSTANCE_SIZE / geo.EXEMPLAR_SIZE
+            sides = [round(geo.context_size(st.size, p.context_amount) * ratio) for st in self.states]
+        else:
+            sides = [geo.search_side(st.size, p.context_amount) for st in self.states]
+        x = self._crops(frame, [st.center for st in self.states], sides, geo.INSTANCE_SIZE)
         timer.mark("crop")
         with self._grad_context():
             feats = self.net.backbone(x)
