@@ -7,6 +7,7 @@ Precision modes:
 * ``fp32``: float32 with inference-only rewrites that keep golden equivalence (no
   autograd, BatchNorm folded into convolutions, channels-last, template work at init);
 * ``bf16``: the trunks in bfloat16 (CPUs with native bf16: AVX512-BF16 or AMX; CUDA), heads fp32;
+* ``fp16``: the same with float16 (CUDA only);
 * ``auto``: fp32 (see ``choose_precision``).
 """
 
@@ -21,7 +22,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from siamtrack.errors import SiamtrackError
 
-PRECISIONS = ("auto", "fp32", "fp32-reference", "bf16")
+PRECISIONS = ("auto", "fp32", "fp32-reference", "bf16", "fp16")
 
 
 def cpu_has_native_bf16() -> bool:
@@ -41,6 +42,8 @@ def choose_precision(precision: str, device: torch.device) -> str:
         return "fp32"
     if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
         raise SiamtrackError("bf16 needs a CPU with AVX512-BF16 or AMX (or a GPU); use --precision fp32")
+    if precision == "fp16" and device.type != "cuda":
+        raise SiamtrackError("fp16 is for CUDA devices; on a CPU use --precision bf16 or fp32")
     return precision
 
 
@@ -50,22 +53,23 @@ def _to_float(tensors):
     return type(tensors)(*floats) if hasattr(tensors, "_fields") else tuple(floats)
 
 
-class _Bf16Trunk(nn.Module):
-    """Runs the template and search trunks under bfloat16 autocast, the heads and refine in fp32.
+class _HalfTrunk(nn.Module):
+    """Runs the template and search trunks under bf16/fp16 autocast, the heads and refine in fp32.
 
     The trunk is most of the cost and tolerates bf16; the correlation heads and refine
     decide the argmax and the mask boundary, and in bf16 they flip decisions on
     ambiguous frames (measured on the golden sequences), so they stay fp32.
     """
 
-    def __init__(self, net: nn.Module, device_type: str) -> None:
+    def __init__(self, net: nn.Module, device_type: str, dtype: torch.dtype) -> None:
         super().__init__()
         self.inner = net
         self.arch = getattr(net, "arch", type(net).__name__)
         self._device_type = device_type
+        self._dtype = dtype
 
     def _ctx(self):
-        return torch.autocast(self._device_type, dtype=torch.bfloat16)
+        return torch.autocast(self._device_type, dtype=self._dtype)
 
     def template(self, z):
         with self._ctx():
@@ -142,10 +146,11 @@ def prepare_network(model: nn.Module, device: torch.device, precision: str) -> t
     net = fold_batchnorm(copy.deepcopy(model))
     for p in net.parameters():
         p.requires_grad_(False)
-    if device.type == "cpu":
-        net = net.to(memory_format=torch.channels_last)
-    if mode == "bf16":
-        return _Bf16Trunk(net, device.type), mode
+    net = net.to(memory_format=torch.channels_last)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: autotune once
+    if mode in ("bf16", "fp16"):
+        return _HalfTrunk(net, device.type, torch.bfloat16 if mode == "bf16" else torch.float16), mode
     return net, mode
 
 
