@@ -66,7 +66,8 @@ def context_crop(
     """Square crop of ``round(crop_side)`` pixels at ``center_xy``, padded, resized to ``out_size``.
 
     Pixels outside the frame take ``pad_color`` truncated to uint8 (the official code
-    assigns the float mean into a uint8 canvas). Only the window is materialised, not
+    assigns the float mean into a uint8 canvas). Training crops single-channel masks with
+    the same function (``pad_color`` 0). Only the window is materialised, not
     the whole padded frame; the result is identical.
     """
     side = int(round(crop_side))
@@ -80,8 +81,8 @@ def context_crop(
     if ix0 == x0 and iy0 == y0 and ix1 == x0 + side and iy1 == y0 + side:
         patch = image[y0 : y0 + side, x0 : x0 + side]
     else:
-        fill = np.asarray(pad_color, dtype=np.float64).astype(np.uint8)
-        patch = np.empty((side, side, image.shape[2]), dtype=np.uint8)
+        fill = np.asarray(pad_color, dtype=np.float64).astype(image.dtype)
+        patch = np.empty((side, side, *image.shape[2:]), dtype=image.dtype)
         patch[:] = fill
         if ix1 > ix0 and iy1 > iy0:
             patch[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] = image[iy0:iy1, ix0:ix1]

@@ -1,0 +1,1 @@
+"""Training SiamMask models: datasets, pair sampling, targets, losses and the loop."""

@@ -1,0 +1,430 @@
+"""The training loop: config, schedule, checkpoints and resume, DDP, validation.
+
+Reproducibility: pair ``i`` of the run is a pure function of (seed, i) and step ``s``
+consumes pairs ``[s*B, (s+1)*B)``; the rank ``r`` of ``W`` processes takes its contiguous
+share of each global batch. A resumed run restores the model, the optimizer and the
+step, so it continues the same schedule on the same pairs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from siamtrack import geometry as geo
+from siamtrack.errors import SiamtrackError
+from siamtrack.models import build_model
+from siamtrack.train import datasets as ds
+from siamtrack.train.losses import box_loss, mask_iou, mask_loss, score_loss
+from siamtrack.train.sampler import AugmentConfig, DatasetSpec, PairSampler
+from siamtrack.train.targets import anchor_targets, mask_windows
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 16
+    steps: int = 6000
+    base_lr: float = 5e-3
+    warmup_start_lr: float = 1e-3
+    warmup_steps: int = 300
+    end_lr: float = 5e-4
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    grad_clip: float = 10.0
+    freeze_trunk_until: int = 0  # trunk frozen before this step
+    trainable_trunk_from: int = 5  # first trunk stage trained after that (see trunk_stages())
+    trunk_lr_mult: float = 0.1
+    refine_only_from: int | None = None  # stage 2: only the refine module trains
+    loss_cls: float = 1.0
+    loss_loc: float = 1.2
+    loss_mask: float = 36.0
+    max_mask_cells: int = 32
+    workers: int = 1
+    checkpoint_every: int = 200
+    log_every: int = 10
+    precision: str = "fp32"
+    threads: int = 0
+
+
+@dataclass
+class ValConfig:
+    root: str = ""
+    sequences: list[str] = field(default_factory=list)
+    every: int = 0
+    max_frames: int = 20
+
+
+def _dataclass_from(cls, data: dict[str, Any], where: str):
+    names = {f.name for f in fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise SiamtrackError(f"unknown {where} option(s): {', '.join(sorted(unknown))}")
+    return cls(**data)
+
+
+@dataclass
+class RunConfig:
+    model: dict[str, Any]
+    data: list[dict[str, Any]]
+    train: TrainConfig
+    augment: AugmentConfig
+    val: ValConfig
+    preset: dict[str, Any]
+    seed: int = 0
+    neg_prob: float = 0.2
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunConfig:
+        path = Path(path)
+        try:
+            raw = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise SiamtrackError(f"{path}: cannot read training config ({exc})") from None
+        sampler = raw.get("sampler", {})
+        return cls(
+            model=dict(raw.get("model", {"arch": "siammask_lite"})),
+            data=list(raw.get("data", [])),
+            train=_dataclass_from(TrainConfig, raw.get("train", {}), "[train]"),
+            augment=_dataclass_from(AugmentConfig, raw.get("augment", {}), "[augment]"),
+            val=_dataclass_from(ValConfig, raw.get("val", {}), "[val]"),
+            preset=dict(raw.get("preset", {})),
+            seed=int(sampler.get("seed", 0)),
+            neg_prob=float(sampler.get("neg_prob", 0.2)),
+            raw=raw,
+        )
+
+
+def build_specs(data: list[dict[str, Any]]) -> list[DatasetSpec]:
+    """Read every dataset of the config (paths relative to the working directory)."""
+    if not data:
+        raise SiamtrackError("the config lists no [[data]] sets")
+    specs = []
+    for entry in data:
+        entry = dict(entry)
+        kind = entry.pop("type")
+        weight = float(entry.pop("weight", 1.0))
+        frame_range = int(entry.pop("frame_range", 100))
+        reader = ds.DATASET_READERS.get(kind)
+        if reader is None:
+            raise SiamtrackError(f"unknown dataset type {kind!r}; known: {', '.join(ds.DATASET_READERS)}")
+        root = entry.get("root") or entry.get("annotations")
+        if root and not Path(root).exists():
+            raise SiamtrackError(f"dataset {kind}: {root} does not exist")
+        specs.append(DatasetSpec(f"{kind}:{root}", reader(**entry), weight, frame_range))
+    return specs
+
+
+def learning_rate(step: int, cfg: TrainConfig) -> float:
+    """Warm-up (geometric from warmup_start_lr to base_lr), then log decay to end_lr."""
+    if step < cfg.warmup_steps:
+        t = step / max(cfg.warmup_steps, 1)
+        return cfg.warmup_start_lr * (cfg.base_lr / cfg.warmup_start_lr) ** t
+    t = (step - cfg.warmup_steps) / max(cfg.steps - cfg.warmup_steps, 1)
+    return cfg.base_lr * (cfg.end_lr / cfg.base_lr) ** min(t, 1.0)
+
+
+def phase(step: int, cfg: TrainConfig) -> str:
+    if cfg.refine_only_from is not None and step >= cfg.refine_only_from:
+        return "refine"
+    return "heads" if step < cfg.freeze_trunk_until else "trunk"
+
+
+def trunk_stages(model: nn.Module) -> list[nn.Module]:
+    if hasattr(model, "trunk_stages"):
+        return model.trunk_stages()
+    f = model.features.features
+    return [nn.ModuleList([f.conv1, f.bn1]), f.layer1, f.layer2, f.layer3]
+
+
+def apply_phase(model: nn.Module, name: str, cfg: TrainConfig) -> None:
+    """Set requires_grad and train/eval per phase; frozen BatchNorm stays in eval mode."""
+    stages = trunk_stages(model)
+    trunk_params = {id(p) for s in stages for p in s.parameters()}
+    train_from = len(stages) if name == "heads" else cfg.trainable_trunk_from
+    model.train()
+    for p in model.parameters():
+        p.requires_grad_(name != "refine" and id(p) not in trunk_params)
+    for i, stage in enumerate(stages):
+        trainable = name == "trunk" and i >= train_from
+        for p in stage.parameters():
+            p.requires_grad_(trainable)
+        stage.train(trainable)
+    if name == "refine":
+        refine = model.refine_head if hasattr(model, "refine_head") else model.refine_model
+        for p in refine.parameters():
+            p.requires_grad_(True)
+        model.eval()
+        refine.train()
+
+
+def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
+    trunk = {id(p) for s in trunk_stages(model) for p in s.parameters()}
+    heads = [p for p in model.parameters() if id(p) not in trunk]
+    body = [p for p in model.parameters() if id(p) in trunk]
+    return [{"params": heads, "lr_mult": 1.0}, {"params": body, "lr_mult": cfg.trunk_lr_mult}]
+
+
+class PairDataset(torch.utils.data.Dataset):
+    """Pair index -> tensors with targets (runs in DataLoader workers)."""
+
+    def __init__(self, sampler: PairSampler) -> None:
+        self.sampler = sampler
+
+    def __len__(self) -> int:
+        return 1 << 62
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        pair = self.sampler.pair(index)
+        rng = np.random.default_rng((self.sampler.seed, index, 1))
+        t = anchor_targets(pair.box, pair.negative, rng)
+        has_mask = pair.mask is not None
+        return {
+            "template": torch.from_numpy(np.ascontiguousarray(pair.template)).permute(2, 0, 1),
+            "search": torch.from_numpy(np.ascontiguousarray(pair.search)).permute(2, 0, 1),
+            "labels": torch.from_numpy(t.labels),
+            "deltas": torch.from_numpy(t.deltas),
+            "delta_weight": torch.from_numpy(t.delta_weight),
+            "mask_cells": torch.from_numpy(t.mask_cells & has_mask),
+            "mask": torch.from_numpy(pair.mask if has_mask else np.zeros((255, 255), np.float32)),
+        }
+
+
+class StepBatches(torch.utils.data.Sampler):
+    """Index lists of this rank's share of each global batch, from ``start`` on."""
+
+    def __init__(self, batch: int, start: int, steps: int, rank: int, world: int) -> None:
+        self.batch, self.start, self.steps, self.rank, self.world = batch, start, steps, rank, world
+
+    def __iter__(self):
+        per = self.batch // self.world
+        for step in range(self.start, self.steps):
+            base = step * self.batch + self.rank * per
+            yield list(range(base, base + per))
+
+    def __len__(self) -> int:
+        return max(self.steps - self.start, 0)
+
+
+def compute_losses(model: nn.Module, batch: dict[str, torch.Tensor], cfg: TrainConfig, rng: np.random.Generator
+                   ) -> dict[str, torch.Tensor]:
+    kernels = model.template(batch["template"].float())
+    cls, loc, feats = model.track(batch["search"].float(), kernels)
+    l_cls = score_loss(cls, batch["labels"])
+    l_loc = box_loss(loc, batch["deltas"], batch["delta_weight"])
+    cells = batch["mask_cells"].nonzero()
+    if cells.shape[0] > cfg.max_mask_cells:
+        keep = np.sort(rng.choice(cells.shape[0], size=cfg.max_mask_cells, replace=False))
+        cells = cells[torch.from_numpy(keep)]
+    b_idx, flat = cells[:, 0], cells[:, 1]
+    rows, cols = flat // geo.SCORE_SIZE, flat % geo.SCORE_SIZE
+    if cells.shape[0]:
+        logits = model.refine(feats, rows, cols, b_idx)
+        target = mask_windows(batch["mask"], b_idx, rows, cols)
+    else:
+        logits = cls.new_zeros((0, 127, 127))
+        target = logits
+    l_mask = mask_loss(logits, target)
+    total = cfg.loss_cls * l_cls + cfg.loss_loc * l_loc + cfg.loss_mask * l_mask
+    # Keep every trainable parameter in the graph (DDP needs all of them to get a gradient).
+    total = total + 0.0 * sum(p.sum() for p in model.parameters() if p.requires_grad)
+    return {"loss": total, "cls": l_cls, "loc": l_loc, "mask": l_mask, "mask_iou": mask_iou(logits.detach(), target)}
+
+
+class TrainStep(nn.Module):
+    """The model with its losses as ``forward``, so DistributedDataParallel can wrap it."""
+
+    def __init__(self, model: nn.Module, cfg: TrainConfig) -> None:
+        super().__init__()
+        self.model = model
+        self.cfg = cfg
+
+    def forward(self, batch: dict[str, torch.Tensor], rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        return compute_losses(self.model, batch, self.cfg, rng)
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def checkpoint_payload(model: nn.Module, run: RunConfig, step: int) -> dict[str, Any]:
+    """What the tracker loads: weights plus arch, model config and tuned preset."""
+    cfg = {k: v for k, v in run.model.items() if k not in ("arch", "init")}
+    return {"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "arch": run.model.get("arch", "siammask_lite"), "config": cfg, "preset": run.preset or None,
+            "step": step, "train_config": json.loads(json.dumps(run.raw))}
+
+
+def init_model(run: RunConfig) -> nn.Module:
+    arch = run.model.get("arch", "siammask_lite")
+    cfg = {k: v for k, v in run.model.items() if k not in ("arch", "init")}
+    model = build_model(arch, **cfg)
+    init = run.model.get("init", "imagenet")
+    if init == "imagenet" and arch == "siammask_lite":
+        from siamtrack.models.lite import load_imagenet_trunk
+
+        load_imagenet_trunk(model)
+    elif init not in ("imagenet", "none", ""):
+        from siamtrack.weights.loading import extract_state_dict, read_checkpoint
+
+        state, _ = extract_state_dict(read_checkpoint(init), str(init))
+        own = model.state_dict()
+        model.load_state_dict({k: v for k, v in state.items() if k in own and v.shape == own[k].shape},
+                              strict=False)
+    return model
+
+
+def validate(model: nn.Module, run: RunConfig) -> dict[str, float]:
+    """Mean mask IoU (J) of the real tracker on held-back training sequences."""
+    import copy
+
+    from siamtrack.tracker import Tracker
+
+    tracks = ds.davis_tracks(run.val.root, sequences=run.val.sequences)
+    tracker = Tracker(copy.deepcopy(model).cpu().eval(), run.preset or "davis", device="cpu", precision="fp32")
+    cache = ds.FrameCache(1 << 28)
+    out = {}
+    for track in tracks:
+        n = min(len(track.frames), run.val.max_frames)
+        first = int(track.valid[0])
+        tracker.init(cache.frame(track.frames[first]), tuple(track.boxes[first]))
+        ious = []
+        for i in range(first + 1, n - 1):  # the DAVIS protocol skips the first and last frames
+            (res,) = tracker.track(cache.frame(track.frames[i]))
+            gt = cache.mask(track, i) > 0
+            union = np.count_nonzero(gt | res.mask)
+            ious.append(1.0 if union == 0 else np.count_nonzero(gt & res.mask) / union)
+        out[track.name] = float(np.mean(ious)) if ious else 0.0
+    return out
+
+
+def train(config_path: str | Path, out_dir: str | Path, *, resume: bool = False, device: str = "cpu",
+          precision: str | None = None, max_steps: int | None = None, progress: bool = True) -> Path:
+    """Run (or resume) a training run; returns the path of the last checkpoint."""
+    run = RunConfig.load(config_path)
+    cfg = run.train
+    if precision:
+        cfg.precision = precision
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    dev = torch.device(device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    if world > 1:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        if dev.type == "cuda":
+            dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    if cfg.batch_size % world:
+        raise SiamtrackError(f"batch_size {cfg.batch_size} is not divisible by {world} processes")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt, optim_path, log_path = out / "last.pt", out / "last.optim.pt", out / "train_log.jsonl"
+
+    torch.manual_seed(run.seed)
+    model = init_model(run).to(dev)
+    optimizer = torch.optim.SGD(param_groups(model, cfg), lr=cfg.base_lr, momentum=cfg.momentum,
+                                weight_decay=cfg.weight_decay)
+    start = 0
+    if resume and ckpt.is_file():
+        model.load_state_dict(torch.load(ckpt, map_location=dev, weights_only=True)["state_dict"])
+        state = torch.load(optim_path, map_location=dev, weights_only=True)
+        optimizer.load_state_dict(state["optimizer"])
+        start = int(state["step"])
+    end = cfg.steps if max_steps is None else min(cfg.steps, start + max_steps)
+
+    sampler = PairSampler(build_specs(run.data), neg_prob=run.neg_prob, augment=run.augment, seed=run.seed)
+    loader = torch.utils.data.DataLoader(
+        PairDataset(sampler), batch_sampler=StepBatches(cfg.batch_size, start, end, rank, world),
+        num_workers=cfg.workers, pin_memory=dev.type == "cuda", persistent_workers=False,
+        prefetch_factor=4 if cfg.workers else None)
+
+    is_main = rank == 0
+    bar = _Progress(end, start) if (progress and is_main) else None
+    current_phase, net = None, None
+    t0, pairs = time.perf_counter(), 0
+    amp = (torch.autocast(dev.type, dtype=torch.bfloat16) if cfg.precision == "bf16"
+           else torch.autocast(dev.type, dtype=torch.float16) if cfg.precision == "fp16"
+           else contextlib.nullcontext())
+    scaler = torch.amp.GradScaler(enabled=cfg.precision == "fp16")
+    step = start
+    with (bar or contextlib.nullcontext()), open(log_path, "a") if is_main else contextlib.nullcontext() as log:
+        for step, batch in enumerate(loader, start=start):
+            name = phase(step, cfg)
+            if name != current_phase:
+                apply_phase(model, name, cfg)
+                net = TrainStep(model, cfg)
+                if world > 1:  # re-wrapped per phase: DDP registers the parameters that train
+                    net = nn.parallel.DistributedDataParallel(net)
+                current_phase = name
+            lr = learning_rate(step, cfg)
+            for group in optimizer.param_groups:
+                group["lr"] = lr * group["lr_mult"]
+            batch = {k: v.to(dev, non_blocking=True) for k, v in batch.items()}
+            rng = np.random.default_rng((run.seed, step, rank, 2))
+            with amp:
+                losses = net(batch, rng)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(losses["loss"]).backward()
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            pairs += cfg.batch_size
+            done = step + 1
+            if is_main:
+                values = {k: float(v.detach()) for k, v in losses.items()}
+                rate = pairs / (time.perf_counter() - t0)
+                if bar:
+                    bar.update(done, values, rate)
+                if done % cfg.log_every == 0 or done == end:
+                    log.write(json.dumps({"step": done, "lr": lr, "phase": name, "pairs_per_s": round(rate, 2),
+                                          **{k: round(v, 5) for k, v in values.items()}}) + "\n")
+                    log.flush()
+                if done % cfg.checkpoint_every == 0 or done == end:
+                    save_atomic(checkpoint_payload(model, run, done), ckpt)
+                    save_atomic({"optimizer": optimizer.state_dict(), "step": done}, optim_path)
+                if run.val.every and run.val.root and (done % run.val.every == 0 or done == cfg.steps):
+                    scores = validate(model, run)
+                    log.write(json.dumps({"step": done, "val_J": round(float(np.mean(list(scores.values()))), 4),
+                                          "val": {k: round(v, 4) for k, v in scores.items()}}) + "\n")
+                    log.flush()
+                    apply_phase(model, name, cfg)
+    return ckpt
+
+
+class _Progress:
+    """A rich progress bar with the latest losses and throughput."""
+
+    def __init__(self, total: int, start: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                                 TextColumn("{task.fields[info]}"))
+        self.task = self.progress.add_task("train", total=total, completed=start, info="")
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.__exit__(*exc)
+
+    def update(self, done: int, values: dict[str, float], rate: float) -> None:
+        info = (f"loss {values['loss']:.3f} cls {values['cls']:.3f} loc {values['loc']:.3f} "
+                f"mask {values['mask']:.3f} iou {values['mask_iou']:.2f} {rate:.1f} pairs/s")
+        self.progress.update(self.task, completed=done, info=info)
