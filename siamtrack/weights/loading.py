@@ -71,15 +71,17 @@ def extract_state_dict(obj: Any, source: str) -> tuple[dict[str, torch.Tensor], 
         raise CheckpointError(f"{source}: not a checkpoint (no tensors found)")
     if inner is obj:
         meta = {}
-    state = {}
-    for key, value in tensors.items():
-        key = key.removeprefix("module.")
-        for old, new in PYSOT_PREFIXES:
-            if key.startswith(old):
-                key = new + key[len(old):]
-                break
-        state[key] = value
+    state = {k.removeprefix("module."): v for k, v in tensors.items()}
+    if any(k.startswith("backbone.") for k in state) and any(k.startswith("rpn_head.") for k in state):
+        state = {_pysot_to_official(k): v for k, v in state.items()}
     return state, meta
+
+
+def _pysot_to_official(key: str) -> str:
+    for old, new in PYSOT_PREFIXES:
+        if key.startswith(old):
+            return new + key[len(old):]
+    return key
 
 
 def infer_arch(state: dict[str, torch.Tensor], meta: dict[str, Any]) -> str:

@@ -1,0 +1,1 @@
+"""Frame sources and output sinks (files, cameras); nothing here knows the network."""
