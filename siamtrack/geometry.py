@@ -280,3 +280,11 @@ def xywh_to_center(box: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
 def center_to_xywh(center: Sequence[float], size: Sequence[float]) -> tuple[float, float, float, float]:
     """Centre and size -> (x, y, w, h)."""
     return (float(center[0] - size[0] / 2), float(center[1] - size[1] / 2), float(size[0]), float(size[1]))
+
+
+def box_mask(shape: tuple[int, int], box: Sequence[float]) -> np.ndarray:
+    """An (x, y, w, h) box filled as an HxW bool mask (rounded to pixels, clipped to the frame)."""
+    mask = np.zeros(shape, dtype=bool)
+    x, y, w, h = (int(round(float(v))) for v in box)
+    mask[max(y, 0):max(y + h, 0), max(x, 0):max(x + w, 0)] = True
+    return mask

@@ -20,16 +20,6 @@ def box_record(obj_id: int, box: tuple[float, float, float, float]) -> dict:
             "mask_area": int(np.prod([max(int(round(w)), 0), max(int(round(h)), 0)])), "polygon_source": "init"}
 
 
-def box_mask(shape: tuple[int, int], box: tuple[float, float, float, float]):
-    """The given box as a filled mask (frame 0 has no predicted mask)."""
-    import numpy as np
-
-    mask = np.zeros(shape, dtype=bool)
-    x, y, w, h = (int(round(v)) for v in box)
-    mask[max(y, 0):max(y + h, 0), max(x, 0):max(x + w, 0)] = True
-    return mask
-
-
 @click.command()
 @click.argument("source")
 @bbox_option()
@@ -83,6 +73,7 @@ def track_video(src, frames, first, boxes, out_dir, *, model, checkpoint, preset
     import torch
 
     from siamtrack import __version__
+    from siamtrack import geometry as geo
     from siamtrack.commands._common import Progress, create_out_dir, init_tracker, make_tracker, summary_table
     from siamtrack.io.sinks import MaskPngSink, TrackRecords, VideoSink
 
@@ -107,7 +98,7 @@ def track_video(src, frames, first, boxes, out_dir, *, model, checkpoint, preset
     progress = Progress(total, quiet)
     try:
         with progress:
-            objects = [{"obj_id": i, "mask": box_mask((h, w), b), "points": box_record(i, b)["rotated"]["points"],
+            objects = [{"obj_id": i, "mask": geo.box_mask((h, w), b), "points": box_record(i, b)["rotated"]["points"],
                         "score": 1.0} for i, b in enumerate(init_boxes)]
             emit(first, [box_record(i, b) for i, b in enumerate(init_boxes)], objects, records, mask_sink,
                  video_sink, show)

@@ -133,26 +133,39 @@ def youtube_vos_tracks(root: str | Path) -> list[Track]:
     return tracks
 
 
-def parse_groundtruth(text: str) -> np.ndarray:
-    """``x,y,w,h`` or 8-number polygons (comma, tab or space separated) -> (N, 4) x, y, w, h."""
-    rows = []
+def parse_polygons(text: str) -> tuple[np.ndarray, bool]:
+    """Ground-truth lines (``x,y,w,h`` or 8-number polygons; comma, tab or space separated)
+    -> (N, 4, 2) corner polygons and whether the file holds rotated polygons."""
+    polys, rotated = [], False
     for line in text.strip().splitlines():
         vals = [float(v) for v in re.split(r"[,\s]+", line.strip()) if v]
         if len(vals) == 8:
-            xs, ys = vals[0::2], vals[1::2]
-            rows.append([min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)])
+            rotated = True
+            polys.append(np.asarray(vals).reshape(4, 2))
         elif len(vals) == 4:
-            rows.append(vals)
+            x, y, w, h = vals
+            polys.append(np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]]))
         else:
             raise SiamtrackError(f"groundtruth line has {len(vals)} numbers (expected 4 or 8): {line!r}")
-    return np.asarray(rows, dtype=np.float64)
+    return np.asarray(polys, dtype=np.float64).reshape(-1, 4, 2), rotated
+
+
+def parse_groundtruth(text: str) -> np.ndarray:
+    """Ground-truth lines -> (N, 4) axis-aligned x, y, w, h (polygons: min/max of the corners)."""
+    polys, _ = parse_polygons(text)
+    lo, hi = polys.min(axis=1), polys.max(axis=1)
+    return np.concatenate([lo, hi - lo], axis=1)
+
+
+def groundtruth_file(seq: Path) -> Path | None:
+    return next((seq / n for n in ("groundtruth.txt", "groundtruth_rect.txt") if (seq / n).is_file()), None)
 
 
 def box_tracks(root: str | Path) -> list[Track]:
     """Box-only sequences: ``<seq>/frames|img/*.jpg`` (or images in ``<seq>``) + ``groundtruth.txt``."""
     tracks = []
     for seq in sorted(p for p in Path(root).iterdir() if p.is_dir()):
-        gt = next((seq / n for n in ("groundtruth.txt", "groundtruth_rect.txt") if (seq / n).is_file()), None)
+        gt = groundtruth_file(seq)
         if gt is None:
             continue
         img_dir = next((seq / d for d in ("frames", "img") if (seq / d).is_dir()), seq)
