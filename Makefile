@@ -34,7 +34,9 @@ demo: setup weights
 	$(VENV)/bin/siamtrack demo
 
 bench: setup
-	$(VENV)/bin/siamtrack bench --json runs/bench.json
+	$(VENV)/bin/siamtrack bench --precision fp32-reference,fp32,auto --threads 1,2 --json runs/bench.json
+	$(VENV)/bin/siamtrack bench --arch siammask_sharp --precision fp32-reference,fp32,auto --threads 1,2 \
+		--frames 25 --json runs/bench-official.json
 
 train-lite: setup
 	$(PIP_INSTALL) -e ".[train]"

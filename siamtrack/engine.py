@@ -8,7 +8,7 @@ Precision modes:
   autograd, BatchNorm folded into convolutions, channels-last, template work at init);
 * ``bf16``: the trunks in bfloat16 (CPUs with native bf16: AVX512-BF16 or AMX; CUDA), heads fp32;
 * ``fp16``: the same with float16 (CUDA only);
-* ``auto``: fp32 (see ``choose_precision``).
+* ``auto``: bf16 on CPUs with native bf16, fp16 on CUDA, fp32 elsewhere.
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ def choose_precision(precision: str, device: torch.device) -> str:
     if precision not in PRECISIONS:
         raise SiamtrackError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     if precision == "auto":
-        return "fp32"
+        if device.type == "cuda":
+            return "fp16"
+        return "bf16" if cpu_has_native_bf16() else "fp32"
     if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
         raise SiamtrackError("bf16 needs a CPU with AVX512-BF16 or AMX (or a GPU); use --precision fp32")
     if precision == "fp16" and device.type != "cuda":
