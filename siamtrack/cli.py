@@ -59,6 +59,11 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
+    except click.UsageError as exc:
+        # One line, like every other user error; `--help` shows the usage.
+        hint = f" (see `siamtrack {exc.ctx.command_path.partition(' ')[2]} --help`)" if exc.ctx else ""
+        click.echo(f"Error: {exc.format_message()}{hint}".replace("  ", " "), err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

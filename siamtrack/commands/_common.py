@@ -171,14 +171,20 @@ class Progress:
         return self.done / max(time.perf_counter() - self.t0, 1e-9)
 
 
-def summary_table(title: str, rows: list[tuple[str, Any]]) -> None:
+def console(stderr: bool = False):
+    """A rich console at least 160 columns wide, so tables are not truncated when piped."""
     from rich.console import Console
+
+    return Console(stderr=stderr, width=max(Console().width, 160))
+
+
+def summary_table(title: str, rows: list[tuple[str, Any]]) -> None:
     from rich.table import Table
 
     table = Table(title=title, show_header=False)
     for k, v in rows:
         table.add_row(k, str(v))
-    Console(stderr=True).print(table)
+    console(stderr=True).print(table)
 
 
 def first_frame(frames: Iterator) -> Any:

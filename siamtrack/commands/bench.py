@@ -39,12 +39,11 @@ def bench(source, bboxes, model, checkpoint, arch, device, precisions, threads, 
     from pathlib import Path
 
     import torch
-    from rich.console import Console
     from rich.table import Table
 
     from siamtrack import bench as B
     from siamtrack import weights as reg
-    from siamtrack.commands._common import parse_bbox
+    from siamtrack.commands._common import console, parse_bbox
     from siamtrack.errors import SiamtrackError
     from siamtrack.io.sources import open_source
     from siamtrack.io.synthetic import frames as synthetic_frames
@@ -101,7 +100,7 @@ def bench(source, bboxes, model, checkpoint, arch, device, precisions, threads, 
     if cases[0].tracker.device.type == "cuda":
         result["cuda_max_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
 
-    console = Console(width=max(Console().width, 160))
+    out = console()
     table = Table(title=f"siamtrack bench: {label}, {objects} object(s), {what}")
     for col in ("precision", "threads", *B.STAGES, "fps", "init ms", "GFLOP/s", "of peak", "vs first"):
         table.add_column(col, justify="right")
@@ -112,13 +111,13 @@ def bench(source, bboxes, model, checkpoint, arch, device, precisions, threads, 
         table.add_row(r["precision"], str(r["threads"]), *[f"{st[s]['median_ms']:.1f}" for s in B.STAGES],
                       f"{r['fps']:.1f}", f"{r['init_ms']:.1f}", f"{r['achieved_gflops']:.0f}", frac,
                       f"{base / st['total']['median_ms']:.2f}x")
-    console.print(table)
-    console.print(f"CPU: {info.get('model')} | AVX512-BF16: {info.get('avx512_bf16')} | AMX: {info.get('amx_bf16')}")
-    console.print(f"{reports[0]['gflops_per_frame']:.2f} GFLOP per frame per object | "
+    out.print(table)
+    out.print(f"CPU: {info.get('model')} | AVX512-BF16: {info.get('avx512_bf16')} | AMX: {info.get('amx_bf16')}")
+    out.print(f"{reports[0]['gflops_per_frame']:.2f} GFLOP per frame per object | "
                   f"peak RSS {result['peak_rss_mb']:.0f} MB")
-    console.print(f"stage times are medians in ms; peak = {reports[0]['peak_assumption']}")
+    out.print(f"stage times are medians in ms; peak = {reports[0]['peak_assumption']}")
     if note:
-        console.print(f"note: {note}")
+        out.print(f"note: {note}")
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(result, indent=1) + "\n")

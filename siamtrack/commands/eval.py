@@ -33,9 +33,9 @@ def _factory(tracker: str, model, checkpoint, preset, device, precision):
 def _report(results: dict, out_dir, meta: dict, quiet: bool) -> None:
     from pathlib import Path
 
-    from rich.console import Console
     from rich.table import Table
 
+    from siamtrack.commands._common import console
     from siamtrack.eval.harness import summary_rows, write_results
 
     written = write_results(results, Path(out_dir), meta)
@@ -46,7 +46,7 @@ def _report(results: dict, out_dir, meta: dict, quiet: bool) -> None:
             table.add_column(h)
         for r in rows:
             table.add_row(*[c.replace("**", "") for c in r])
-        Console().print(table)
+        console().print(table)
         if "fps" in results["summary"]:
             click.echo(f"fps: {results['summary']['fps']:.1f}")
     click.echo("results: " + ", ".join(str(p) for p in written))

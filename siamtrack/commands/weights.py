@@ -23,10 +23,10 @@ def weights() -> None:
 @weights.command("list")
 def list_cmd() -> None:
     """The registry as a table: name, file, present?, size, source."""
-    from rich.console import Console
     from rich.table import Table
 
     from siamtrack import weights as reg
+    from siamtrack.commands._common import console
 
     table = Table(title=f"siamtrack weights (folder: {reg.weights_dir()})")
     for col in ("name", "file", "present", "size", "arch", "preset", "source"):
@@ -37,7 +37,7 @@ def list_cmd() -> None:
         size = f"{path.stat().st_size / 1e6:.1f} MB" if present else "-"
         name = e.name + (" (default)" if e.name == reg.default_name() else "")
         table.add_row(name, e.file, "yes" if present else "no", size, e.arch, e.preset, e.url or e.source)
-    Console().print(table)
+    console().print(table)
 
 
 @weights.command()
