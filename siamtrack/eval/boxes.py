@@ -1,86 +1,188 @@
-"""Box benchmarks: one-pass evaluation (success AUC, precision at 20 px) and the VOT restart protocol.
+"""Box benchmarks: one-pass evaluation (OTB success and precision) and the VOT restart protocol.
 
-Overlaps are exact polygon IoU (convex clipping), so rotated ground truth (VOT polygons)
-and rotated predictions are compared as what they are; axis-aligned boxes are polygons too.
+Overlaps are exact polygon IoU (convex clipping, no rasterisation), so rotated ground truth
+(VOT polygons) and rotated predictions are compared as what they are; axis-aligned boxes
+are polygons too.
+
+Conventions, following the OTB toolkit and PySOT's toolkit:
+
+* OPE scores every frame, the first included (its prediction is the initial box). A frame
+  whose ground truth is missing (NaN, zero or negative size) counts as a miss in the
+  success curve and as a hit in the precision curve, exactly as both toolkits count it.
+  Benchmark scores average the per-sequence curves (each sequence weighs the same).
+* Success thresholds 0, 0.05, ..., 1 (21, strictly greater); AUC = mean of the curve.
+  Precision: centre distance <= 20 px.
+* VOT restart: a failure is a frame whose overlap (both regions clipped to the image) is 0;
+  the tracker is re-initialised on the 5th frame after it. Accuracy leaves out failure
+  frames, skipped frames and 10 burn-in frames from each (re-)initialisation, that frame
+  included (PySOT's ``burnin=10``); the benchmark accuracy pools the counted frames of all
+  sequences (PySOT), robustness is the mean number of failures per sequence.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
 
-THRESHOLDS = np.linspace(0, 1, 21)  # OTB's success-plot thresholds 0, 0.05, ..., 1
-BURN_IN = 10  # VOT: frames after each (re-)initialisation left out of accuracy
-SKIP = 5  # VOT: frames skipped after a failure before re-initialising
+THRESHOLDS = np.linspace(0.0, 1.0, 21)
+PRECISION_PX = 20.0
+BURN_IN = 10
+SKIP = 5
 
 
 def box_polygon(box: Sequence[float]) -> np.ndarray:
-    """(x, y, w, h) or 8 numbers -> (4, 2) polygon."""
+    """``(x, y, w, h)`` or 8 numbers -> (4, 2) float64 corners."""
     v = np.asarray(box, dtype=np.float64).ravel()
     if v.size == 8:
         return v.reshape(4, 2)
+    if v.size != 4:
+        raise ValueError(f"a box has 4 or 8 numbers, got {v.size}")
     x, y, w, h = v
     return np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]])
 
 
-def polygon_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """IoU of two (convex hulls of) polygons."""
-    pa = cv2.convexHull(np.asarray(a, np.float32).reshape(-1, 2))
-    pb = cv2.convexHull(np.asarray(b, np.float32).reshape(-1, 2))
-    area_a, area_b = cv2.contourArea(pa), cv2.contourArea(pb)
-    if area_a <= 0 or area_b <= 0:
+def _hull(poly: np.ndarray) -> np.ndarray:
+    return cv2.convexHull(np.asarray(poly, dtype=np.float32).reshape(-1, 2))
+
+
+def polygon_area(poly: np.ndarray) -> float:
+    """Area of the polygon's convex hull (0 for degenerate or non-finite polygons)."""
+    p = np.asarray(poly, dtype=np.float64).reshape(-1, 2)
+    if not np.isfinite(p).all():
         return 0.0
+    return float(cv2.contourArea(_hull(p)))
+
+
+def _clip(poly: np.ndarray, bounds: tuple[float, float]) -> np.ndarray | None:
+    """The part of a convex polygon inside ``[0, w] x [0, h]``, or None if nothing is."""
+    w, h = bounds
+    frame = np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float32)
+    area, inside = cv2.intersectConvexConvex(_hull(poly), frame)
+    return None if area <= 0 or inside is None else inside
+
+
+def polygon_iou(a: np.ndarray, b: np.ndarray, bounds: tuple[float, float] | None = None) -> float:
+    """IoU of two convex polygons, optionally both clipped to a ``(width, height)`` image first."""
+    if polygon_area(a) <= 0 or polygon_area(b) <= 0:
+        return 0.0
+    pa, pb = _hull(a), _hull(b)
+    if bounds is not None:
+        pa, pb = _clip(pa, bounds), _clip(pb, bounds)
+        if pa is None or pb is None:
+            return 0.0
+    area_a, area_b = cv2.contourArea(pa), cv2.contourArea(pb)
     inter, _ = cv2.intersectConvexConvex(pa, pb)
     union = area_a + area_b - inter
-    return float(inter / union) if union > 0 else 0.0
+    return float(min(max(inter / union, 0.0), 1.0)) if union > 0 else 0.0
 
 
 def center_error(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.hypot(*(np.asarray(a).reshape(-1, 2).mean(0) - np.asarray(b).reshape(-1, 2).mean(0))))
+    """Distance between the corner means of two polygons (the box centres)."""
+    ca = np.asarray(a, dtype=np.float64).reshape(-1, 2).mean(axis=0)
+    cb = np.asarray(b, dtype=np.float64).reshape(-1, 2).mean(axis=0)
+    return float(np.hypot(*(ca - cb)))
 
 
-def success_curve(overlaps: Sequence[float]) -> np.ndarray:
-    """Fraction of frames whose overlap exceeds each threshold."""
-    o = np.asarray(overlaps, dtype=np.float64)
-    return np.array([np.mean(o > t) for t in THRESHOLDS]) if o.size else np.zeros_like(THRESHOLDS)
+def valid_groundtruth(poly: np.ndarray) -> bool:
+    """False for the toolkits' "no annotation" frames: NaN or zero-size boxes."""
+    return polygon_area(poly) > 0
 
 
-def ope_summary(overlaps: Sequence[float], errors: Sequence[float]) -> dict[str, float]:
-    """Success AUC (mean of the success curve) and precision at 20 px."""
-    e = np.asarray(errors, dtype=np.float64)
-    return {"success_auc": float(success_curve(overlaps).mean()),
-            "precision_20": float(np.mean(e <= 20)) if e.size else 0.0}
+def success_curve(overlaps: Sequence[float | None]) -> np.ndarray:
+    """Fraction of frames with overlap > each threshold; None (no ground truth) never counts."""
+    o = np.array([-1.0 if v is None else v for v in overlaps], dtype=np.float64)
+    if o.size == 0:
+        return np.zeros_like(THRESHOLDS)
+    return (o[None, :] > THRESHOLDS[:, None]).mean(axis=1)
 
 
-def vot_restart(n_frames: int, gt: Sequence[np.ndarray], init: Callable[[int], None],
-                step: Callable[[int], np.ndarray]) -> dict:
-    """Run the VOT supervised protocol with callbacks ``init(frame)`` and ``step(frame) -> polygon``.
+def precision_at(errors: Sequence[float | None], px: float = PRECISION_PX) -> float:
+    """Fraction of frames with centre error <= ``px``; None (no ground truth) counts, as in OTB."""
+    e = np.array([-1.0 if v is None else v for v in errors], dtype=np.float64)
+    return float(np.mean(e <= px)) if e.size else 0.0
 
-    A failure is a frame with zero overlap; the tracker is re-initialised ``SKIP`` frames
-    later. Accuracy is the mean overlap over tracked frames outside the ``BURN_IN`` frames
-    that follow each initialisation.
+
+def ope_sequence(predictions: Sequence[np.ndarray], groundtruth: Sequence[np.ndarray]) -> dict[str, Any]:
+    """OPE scores of one sequence from per-frame predicted and ground-truth polygons."""
+    overlaps: list[float | None] = []
+    errors: list[float | None] = []
+    for pred, gt in zip(predictions, groundtruth, strict=True):
+        ok = valid_groundtruth(gt)
+        overlaps.append(polygon_iou(pred, gt) if ok else None)
+        errors.append(center_error(pred, gt) if ok else None)
+    curve = success_curve(overlaps)
+    return {"success_auc": float(curve.mean()), "precision_20": precision_at(errors),
+            "success_curve": curve.tolist(), "overlaps": overlaps, "center_errors": errors}
+
+
+def ope_summary(sequences: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Benchmark OPE scores: per-sequence curves averaged, each sequence weighing the same."""
+    curve = np.mean([s["success_curve"] for s in sequences], axis=0)
+    return {"success_auc": float(curve.mean()),
+            "precision_20": float(np.mean([s["precision_20"] for s in sequences])),
+            "success_curve": curve.tolist()}
+
+
+def vot_restart(n_frames: int, groundtruth: Sequence[np.ndarray], init: Callable[[int], None],
+                step: Callable[[int], np.ndarray], bounds: tuple[float, float] | None = None) -> dict[str, Any]:
+    """The VOT supervised protocol over one sequence.
+
+    ``init(f)`` (re-)initialises the tracker on frame ``f`` from its ground truth;
+    ``step(f)`` tracks frame ``f`` and returns the predicted polygon. Per-frame records:
+    ``"init"``, ``"skip"``, ``"fail"`` or the overlap (a float; ``None`` if it is a
+    burn-in frame, whose overlap is in ``burn_in_overlaps``).
     """
-    overlaps: list[float | None] = [None] * n_frames
-    failures, f, since_init = 0, 0, 0
-    init(0)
-    f, since_init = 1, 1
-    while f < n_frames:
-        poly = step(f)
-        o = polygon_iou(poly, gt[f])
-        if o <= 0:
-            failures += 1
-            overlaps[f] = 0.0
-            f += SKIP
-            if f < n_frames:
-                init(f)
-                since_init = 1
-                f += 1
+    frames: list[Any] = ["skip"] * n_frames
+    burn_in: dict[int, float] = {}
+    failures: list[int] = []
+    next_init, since_init = 0, 0
+    for f in range(n_frames):
+        if f < next_init:
             continue
-        overlaps[f] = o if since_init >= BURN_IN else None
+        if f == next_init:
+            init(f)
+            frames[f], since_init = "init", 1
+            continue
+        overlap = polygon_iou(step(f), groundtruth[f], bounds)
+        if overlap <= 0:
+            frames[f] = "fail"
+            failures.append(f)
+            next_init = f + SKIP
+            continue
+        if since_init < BURN_IN:
+            burn_in[f] = overlap
+            frames[f] = None
+        else:
+            frames[f] = overlap
         since_init += 1
-        f += 1
-    counted = [o for o in overlaps if o is not None and o > 0]
-    return {"failures": failures, "accuracy": float(np.mean(counted)) if counted else 0.0,
-            "overlaps": [None if o is None else round(o, 5) for o in overlaps]}
+    counted = [v for v in frames if isinstance(v, float)]
+    return {"failures": len(failures), "failure_frames": failures,
+            "accuracy": float(np.mean(counted)) if counted else None, "counted_frames": len(counted),
+            "frames": frames, "burn_in_overlaps": {str(k): v for k, v in burn_in.items()}}
+
+
+def restart_summary(sequences: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Pooled accuracy over every counted frame, failures in total and per sequence."""
+    counted = [v for s in sequences for v in s["frames"] if isinstance(v, float)]
+    failures = sum(s["failures"] for s in sequences)
+    return {"accuracy": float(np.mean(counted)) if counted else None,
+            "robustness": failures / len(sequences), "failures": failures,
+            "success_curve": success_curve(counted).tolist()}
+
+
+def vot_init_box(poly: np.ndarray) -> tuple[float, float, float, float]:
+    """Initial ``(x, y, w, h)`` from an 8-number ground-truth polygon, as the official SiamMask VOT test.
+
+    Centre = mean of the corners; the min/max box is scaled by sqrt(polygon area / box area)
+    (area from two adjacent edge lengths) and widened by one pixel.
+    """
+    p = np.asarray(poly, dtype=np.float64).reshape(4, 2)
+    lo, hi = p.min(axis=0), p.max(axis=0)
+    cx, cy = p.mean(axis=0)
+    area = np.linalg.norm(p[0] - p[1]) * np.linalg.norm(p[1] - p[2])
+    scale = np.sqrt(area / np.prod(hi - lo))
+    w, h = scale * (hi - lo) + 1
+    return float(cx - w / 2), float(cy - h / 2), float(w), float(h)

@@ -49,6 +49,8 @@ class TrainConfig:
     loss_loc: float = 1.2
     loss_mask: float = 36.0
     max_mask_cells: int = 32
+    accumulate: int = 1  # micro-batches per step and process (gradient accumulation)
+    frozen_bn: bool = False  # keep every BatchNorm in eval mode (running statistics)
     workers: int = 1
     checkpoint_every: int = 200
     log_every: int = 10
@@ -166,6 +168,10 @@ def apply_phase(model: nn.Module, name: str, cfg: TrainConfig) -> None:
             p.requires_grad_(True)
         model.eval()
         refine.train()
+    if cfg.frozen_bn:
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.eval()
 
 
 def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
@@ -201,19 +207,26 @@ class PairDataset(torch.utils.data.Dataset):
 
 
 class StepBatches(torch.utils.data.Sampler):
-    """Index lists of this rank's share of each global batch, from ``start`` on."""
+    """This rank's micro-batches of each global batch, from ``start`` on.
 
-    def __init__(self, batch: int, start: int, steps: int, rank: int, world: int) -> None:
-        self.batch, self.start, self.steps, self.rank, self.world = batch, start, steps, rank, world
+    A global batch is cut into ``world * accumulate`` shards; rank ``r`` takes shards
+    ``r*accumulate .. r*accumulate + accumulate - 1``. So one process accumulating two shards
+    sees exactly what two processes see, one shard each.
+    """
+
+    def __init__(self, batch: int, start: int, steps: int, rank: int, world: int, accumulate: int = 1) -> None:
+        self.batch, self.start, self.steps = batch, start, steps
+        self.rank, self.world, self.accumulate = rank, world, accumulate
 
     def __iter__(self):
-        per = self.batch // self.world
+        per = self.batch // (self.world * self.accumulate)
         for step in range(self.start, self.steps):
-            base = step * self.batch + self.rank * per
-            yield list(range(base, base + per))
+            for m in range(self.accumulate):
+                base = step * self.batch + (self.rank * self.accumulate + m) * per
+                yield list(range(base, base + per))
 
     def __len__(self) -> int:
-        return max(self.steps - self.start, 0)
+        return max(self.steps - self.start, 0) * self.accumulate
 
 
 def compute_losses(model: nn.Module, batch: dict[str, torch.Tensor], cfg: TrainConfig, rng: np.random.Generator
@@ -327,8 +340,9 @@ def train(config_path: str | Path, out_dir: str | Path, *, resume: bool = False,
             dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
         if dev.type == "cuda":
             dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    if cfg.batch_size % world:
-        raise SiamtrackError(f"batch_size {cfg.batch_size} is not divisible by {world} processes")
+    if cfg.batch_size % (world * cfg.accumulate):
+        raise SiamtrackError(f"batch_size {cfg.batch_size} is not divisible by {world} processes x "
+                             f"{cfg.accumulate} accumulation steps")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(out_dir)
@@ -349,7 +363,7 @@ def train(config_path: str | Path, out_dir: str | Path, *, resume: bool = False,
 
     sampler = PairSampler(build_specs(run.data), neg_prob=run.neg_prob, augment=run.augment, seed=run.seed)
     loader = torch.utils.data.DataLoader(
-        PairDataset(sampler), batch_sampler=StepBatches(cfg.batch_size, start, end, rank, world),
+        PairDataset(sampler), batch_sampler=StepBatches(cfg.batch_size, start, end, rank, world, cfg.accumulate),
         num_workers=cfg.workers, pin_memory=dev.type == "cuda", persistent_workers=False,
         prefetch_factor=4 if cfg.workers else None)
 
@@ -363,7 +377,8 @@ def train(config_path: str | Path, out_dir: str | Path, *, resume: bool = False,
     scaler = torch.amp.GradScaler(enabled=cfg.precision == "fp16")
     step = start
     with (bar or contextlib.nullcontext()), open(log_path, "a") if is_main else contextlib.nullcontext() as log:
-        for step, batch in enumerate(loader, start=start):
+        batches = iter(loader)
+        for step in range(start, end):
             name = phase(step, cfg)
             if name != current_phase:
                 apply_phase(model, name, cfg)
@@ -374,12 +389,17 @@ def train(config_path: str | Path, out_dir: str | Path, *, resume: bool = False,
             lr = learning_rate(step, cfg)
             for group in optimizer.param_groups:
                 group["lr"] = lr * group["lr_mult"]
-            batch = {k: v.to(dev, non_blocking=True) for k, v in batch.items()}
-            rng = np.random.default_rng((run.seed, step, rank, 2))
-            with amp:
-                losses = net(batch, rng)
             optimizer.zero_grad(set_to_none=True)
-            scaler.scale(losses["loss"]).backward()
+            totals: dict[str, float] = {}
+            for m in range(cfg.accumulate):
+                batch = {k: v.to(dev, non_blocking=True) for k, v in next(batches).items()}
+                rng = np.random.default_rng((run.seed, step, rank * cfg.accumulate + m, 2))
+                sync = world == 1 or m == cfg.accumulate - 1
+                with contextlib.nullcontext() if sync else net.no_sync(), amp:
+                    losses = net(batch, rng)
+                    scaler.scale(losses["loss"] / cfg.accumulate).backward()
+                for k, v in losses.items():
+                    totals[k] = totals.get(k, 0.0) + float(v.detach()) / cfg.accumulate
             scaler.unscale_(optimizer)
             nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.grad_clip)
             scaler.step(optimizer)
@@ -387,7 +407,7 @@ def train(config_path: str | Path, out_dir: str | Path, *, resume: bool = False,
             pairs += cfg.batch_size
             done = step + 1
             if is_main:
-                values = {k: float(v.detach()) for k, v in losses.items()}
+                values = totals
                 rate = pairs / (time.perf_counter() - t0)
                 if bar:
                     bar.update(done, values, rate)

@@ -87,7 +87,7 @@ def _pysot_to_official(key: str) -> str:
     return key
 
 
-def infer_arch(state: dict[str, torch.Tensor], meta: dict[str, Any]) -> str:
+def infer_arch(state: dict[str, torch.Tensor], meta: dict[str, Any], source: str) -> str:
     """The architecture named in the checkpoint, or recognised from its keys."""
     arch = meta.get("arch")
     if isinstance(arch, str):
@@ -97,7 +97,7 @@ def infer_arch(state: dict[str, torch.Tensor], meta: dict[str, Any]) -> str:
     if any(k.startswith("refine_model.") for k in state) and "features.features.conv1.weight" in state:
         return "siammask_sharp"
     if isinstance(arch, str):
-        raise CheckpointError(f"unknown architecture {arch!r}; known: {', '.join(sorted(ARCHS))}")
+        raise CheckpointError(f"{source}: unknown architecture {arch!r}; known: {', '.join(sorted(ARCHS))}")
     return "siammask_sharp"
 
 
@@ -138,7 +138,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """Read, recognise and load a checkpoint into a fresh network in eval mode."""
     source = str(path)
     state, meta = extract_state_dict(read_checkpoint(path, map_location), source)
-    arch = infer_arch(state, meta)
+    arch = infer_arch(state, meta, source)
     config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
     try:
         model = build_model(arch, **config)
