@@ -1,100 +1,236 @@
-"""Timing of the tracker per stage, interleaved across configurations so ratios are fair on a noisy machine."""
+"""Timing of the tracker per stage, memory, FLOPs and the fraction of the machine's peak.
+
+``run_benchmark`` times ``init`` and ``track`` after warm-up with the tracker's own stage
+timers (``Tracker.profile``) and reports median and 10th/90th percentiles. The peak FLOP/s
+is an estimate from the CPU's description (cores x clock x FLOPs per cycle of its widest
+fused multiply-add), stated with its assumptions; a measured matrix-multiply rate on the
+same threads is reported beside it as a practical ceiling.
+"""
 
 from __future__ import annotations
 
+import os
 import platform
 import resource
-from dataclasses import dataclass, field
-from pathlib import Path
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
 
 STAGES = ("crop", "backbone", "heads", "refine", "post", "total")
+INIT_STAGES = ("crop", "backbone", "total")
+
+# Dense peak of a few data-centre GPUs (FLOP/s): fp32 on CUDA cores, fp16/bf16 on tensor cores.
+GPU_PEAKS: dict[str, dict[str, float]] = {
+    "H200": {"fp32": 67e12, "half": 989e12},
+    "H100 PCIe": {"fp32": 51e12, "half": 756e12},
+    "H100": {"fp32": 67e12, "half": 989e12},
+    "A100": {"fp32": 19.5e12, "half": 312e12},
+}
 
 
-def cpu_info() -> dict[str, Any]:
-    """CPU model, core count, clock, SIMD and native bf16 support (from /proc/cpuinfo)."""
-    info: dict[str, Any] = {"model": platform.processor() or "unknown", "cores": torch.get_num_threads()}
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return info
+def parse_cpu_info(cpuinfo: str, lscpu: str = "") -> dict[str, Any]:
+    """CPU model, vendor, family, clock and SIMD / bf16 flags from /proc/cpuinfo and ``lscpu`` text."""
+    info: dict[str, Any] = {"model": None, "vendor": None, "family": None, "mhz": None, "mhz_source": None}
     flags: set[str] = set()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip()
-        if key == "model name":
-            info["model"] = value.strip()
-        elif key == "cpu MHz":
-            info["mhz"] = float(value)
-        elif key == "flags":
+    for line in cpuinfo.splitlines():
+        key, _, value = (s.strip() for s in line.partition(":"))
+        if key == "model name" and info["model"] is None:
+            info["model"] = value
+        elif key == "vendor_id" and info["vendor"] is None:
+            info["vendor"] = value
+        elif key == "cpu family" and info["family"] is None and value.isdigit():
+            info["family"] = int(value)
+        elif key == "cpu MHz" and info["mhz"] is None:
+            info["mhz"], info["mhz_source"] = float(value), "/proc/cpuinfo cpu MHz (current or nominal clock)"
+        elif key == "flags" and not flags:
             flags = set(value.split())
-    info["avx512f"] = "avx512f" in flags
-    info["avx512_bf16"] = "avx512_bf16" in flags
-    info["amx_bf16"] = "amx_bf16" in flags
-    info["avx2"] = "avx2" in flags
+    for line in lscpu.splitlines():
+        key, _, value = (s.strip() for s in line.partition(":"))
+        if key == "CPU max MHz" and value:
+            info["mhz"], info["mhz_source"] = float(value), "lscpu CPU max MHz"
+        elif key == "Model name" and info["model"] is None:
+            info["model"] = value
+    for flag in ("fma", "avx2", "avx512f", "avx512_bf16", "amx_bf16"):
+        info[flag] = flag in flags
+    info["native_bf16"] = info["avx512_bf16"] or info["amx_bf16"]
     return info
 
 
-def peak_gflops(info: dict[str, Any], threads: int, dtype: str) -> tuple[float | None, str]:
-    """A nominal peak: threads x clock x FLOPs/cycle of the widest fused multiply-add (stated, not measured)."""
-    mhz = info.get("mhz")
-    if not mhz:
-        return None, "clock unknown"
-    if dtype == "bf16" and info.get("amx_bf16"):
-        per_cycle, how = 1024, "AMX bf16: 1024 FLOP/cycle/core"
-    elif dtype == "bf16" and info.get("avx512_bf16"):
-        per_cycle, how = 64, "AVX512-BF16 dot products: 64 FLOP/cycle/core"
-    elif info.get("avx512f"):
-        per_cycle, how = 32, "AVX-512 FMA: 32 fp32 FLOP/cycle/core (one 512-bit FMA per cycle)"
-    elif info.get("avx2"):
-        per_cycle, how = 32, "AVX2: 2 x 256-bit FMA = 32 fp32 FLOP/cycle/core"
+def cpu_info() -> dict[str, Any]:
+    """``parse_cpu_info`` of this machine (empty fields where the files or lscpu are missing)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            text = f.read()
+    except OSError:
+        text = ""
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10,
+                               env={**os.environ, "LC_ALL": "C"}).stdout
+    except (OSError, subprocess.SubprocessError):
+        lscpu = ""
+    info = parse_cpu_info(text, lscpu)
+    info["model"] = info["model"] or platform.processor() or "unknown"
+    info["cores_available"] = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return info
+
+
+def flops_per_cycle(info: dict[str, Any], half: bool) -> tuple[int, str]:
+    """FLOPs per cycle and core of the widest FMA (2 FLOPs per lane), with the assumption in words."""
+    amd = info.get("vendor") == "AuthenticAMD"
+    if info.get("avx512f"):
+        if amd and (info.get("family") or 0) < 26:
+            units, why = 1, "AVX-512 on AMD Zen 4: 512-bit FMAs run on two 256-bit units, 1 per cycle"
+        else:
+            units, why = 2, "AVX-512: 2 FMA units of 16 fp32 lanes assumed (most server cores)"
+        fp32 = 32 * units
+    elif info.get("avx2") and info.get("fma"):
+        fp32, why = 32, "AVX2: 2 FMA units of 8 fp32 lanes"
     else:
-        per_cycle, how = 8, "SSE: 8 FLOP/cycle/core"
-    return threads * mhz / 1000 * per_cycle, f"{threads} threads x {mhz:.0f} MHz x {how}"
+        fp32, why = 8, "no FMA: 4-lane SSE multiply + add assumed"
+    if not half:
+        return fp32, f"{why} = {fp32} fp32 FLOP/cycle/core"
+    if info.get("amx_bf16"):
+        return 1024, "AMX: 1024 bf16 FLOP/cycle/core"
+    if info.get("avx512_bf16"):
+        return 2 * fp32, f"{why}; AVX512-BF16 dot products do 2 per fp32 lane = {2 * fp32} bf16 FLOP/cycle/core"
+    return fp32, f"{why} = {fp32} FLOP/cycle/core (no native bf16: fp32 rate)"
 
 
-@dataclass
-class Case:
-    name: str
-    tracker: Any
-    init_times: list[float] = field(default_factory=list)
-    stages: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES})
+def peak_flops(info: dict[str, Any], cores: int, half: bool) -> tuple[float | None, str]:
+    """Estimated peak FLOP/s of ``cores`` cores, or None with the reason when the clock is unknown."""
+    if not info.get("mhz"):
+        return None, "clock unknown: no peak estimate"
+    per_cycle, why = flops_per_cycle(info, half)
+    peak = cores * info["mhz"] * 1e6 * per_cycle
+    return peak, (f"{cores} core(s) x {info['mhz']:.0f} MHz ({info['mhz_source']}) x {why}; "
+                  "turbo clocks above that make fractions over 1 possible")
 
 
-def percentile_summary(values: list[float]) -> dict[str, float]:
-    a = np.asarray(values) * 1000
+def gpu_peak(name: str, half: bool) -> tuple[float | None, str]:
+    """Dense peak of a known data-centre GPU from its datasheet, else None."""
+    for key, peaks in GPU_PEAKS.items():
+        if key in name:
+            kind = "half" if half else "fp32"
+            return peaks[kind], f"{key} datasheet dense {'fp16/bf16 tensor-core' if half else 'fp32'} peak"
+    return None, f"no datasheet peak known for {name}"
+
+
+def percentiles(seconds: Sequence[float]) -> dict[str, float]:
+    """Median, p10, p90 and mean in milliseconds."""
+    a = np.asarray(seconds, dtype=np.float64) * 1000
     return {"median_ms": float(np.median(a)), "p10_ms": float(np.percentile(a, 10)),
-            "p90_ms": float(np.percentile(a, 90))}
-
-
-def run_cases(cases: list[Case], frames: list[np.ndarray], boxes: list[tuple[float, ...]], warmup: int) -> None:
-    """Init every case, then step them in turn on each frame (interleaved), recording stage times."""
-    for case in cases:
-        case.tracker.profile = True
-        case.tracker.init(frames[0], boxes)
-        case.init_times.append(case.tracker.last_timings.get("crop", 0) + case.tracker.last_timings.get("backbone", 0))
-    for i, frame in enumerate(frames[1:]):
-        for case in cases:
-            case.tracker.track(frame)
-            if i >= warmup:
-                for stage, secs in case.tracker.last_timings.items():
-                    case.stages[stage].append(secs)
-
-
-def report(case: Case, objects: int, flops: int, info: dict[str, Any], threads: int) -> dict[str, Any]:
-    stages = {s: percentile_summary(v) for s, v in case.stages.items() if v}
-    total = stages["total"]["median_ms"] / 1000
-    achieved = flops * objects / total / 1e9
-    peak, how = peak_gflops(info, threads, "bf16" if case.tracker.precision in ("bf16", "fp16") else "fp32")
-    return {"name": case.name, "precision": case.tracker.precision, "threads": threads, "objects": objects,
-            "fps": 1 / total, "object_steps_per_s": objects / total, "stages": stages,
-            "init_ms": float(np.median(case.init_times)) * 1000, "gflops_per_frame": flops / 1e9,
-            "achieved_gflops": achieved, "peak_gflops": peak, "peak_assumption": how,
-            "fraction_of_peak": achieved / peak if peak else None}
+            "p90_ms": float(np.percentile(a, 90)), "mean_ms": float(a.mean())}
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident memory of this process (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
+
+
+def gemm_flops(device: Any, half: bool, size: int = 1536, repeats: int = 4) -> float:
+    """Measured FLOP/s of a square matrix multiply (bf16/fp16 when ``half``), a practical ceiling."""
+    import torch
+
+    dtype = (torch.float16 if device.type == "cuda" else torch.bfloat16) if half else torch.float32
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    times = []
+    for _ in range(repeats + 1):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return 2 * size**3 / float(np.median(times[1:]))
+
+
+def time_tracker(tracker: Any, frames: Sequence[np.ndarray], boxes: list[tuple[float, ...]], *, warmup: int,
+                 init_repeats: int = 5) -> dict[str, Any]:
+    """Stage timings of ``init`` (repeated on frame 0) and of ``track`` over frames after the warm-up ones.
+
+    ``frames[0]`` initialises; the next ``warmup`` frames are tracked untimed, the rest timed.
+    """
+    if len(frames) < warmup + 2:
+        raise ValueError(f"{len(frames)} frames: need 1 to initialise, {warmup} to warm up and 1 to time")
+    tracker.profile = True
+    init_stages: dict[str, list[float]] = {s: [] for s in INIT_STAGES}
+    for i in range(init_repeats + 1):
+        t0 = time.perf_counter()
+        tracker.init(frames[0], boxes)
+        wall = time.perf_counter() - t0
+        if i:
+            timings = tracker.last_timings
+            init_stages["crop"].append(timings.get("crop", 0.0))
+            init_stages["backbone"].append(timings.get("backbone", 0.0))
+            init_stages["total"].append(wall)
+    stages: dict[str, list[float]] = {s: [] for s in STAGES}
+    wall: list[float] = []
+    for i, frame in enumerate(frames[1:]):
+        t0 = time.perf_counter()
+        tracker.track(frame)
+        elapsed = time.perf_counter() - t0
+        if i < warmup:
+            continue
+        wall.append(elapsed)
+        for stage, seconds in tracker.last_timings.items():
+            stages.setdefault(stage, []).append(seconds)
+    tracker.profile = False
+    return {"init": {s: percentiles(v) for s, v in init_stages.items()},
+            "track": {s: percentiles(v) for s, v in stages.items() if v},
+            "wall": percentiles(wall), "timed_frames": len(wall), "wall_seconds": float(np.sum(wall))}
+
+
+def run_benchmark(tracker: Any, frames: Sequence[np.ndarray], boxes: list[tuple[float, ...]], *, warmup: int,
+                  gemm: bool = True) -> dict[str, Any]:
+    """The whole report: timings, fps, memory, FLOPs and the fraction of peak."""
+    import torch
+
+    device = torch.device(str(tracker.device))
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    timing = time_tracker(tracker, frames, boxes, warmup=warmup)
+    objects = len(boxes)
+    median_total = timing["track"]["total"]["median_ms"] / 1000
+    half = tracker.precision in ("bf16", "fp16")
+    flops = int(tracker.flops_per_frame()) * objects
+    achieved = flops / median_total
+    threads = torch.get_num_threads()
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        peak, assumption = gpu_peak(name, half)
+        memory = {"peak_rss_mb": peak_rss_mb(),
+                  "cuda_max_memory_allocated_mb": torch.cuda.max_memory_allocated(device) / 2**20}
+        hardware: dict[str, Any] = {"gpu": name}
+    else:
+        info = cpu_info()
+        cores = min(threads, info["cores_available"] or threads)
+        peak, assumption = peak_flops(info, cores, half)
+        memory = {"peak_rss_mb": peak_rss_mb()}
+        hardware = {"cores_used": cores}
+    report = {
+        **timing,
+        "objects": objects,
+        "fps": timing["timed_frames"] / timing["wall_seconds"],
+        "fps_median": 1 / (timing["wall"]["median_ms"] / 1000),
+        "object_fps": objects * timing["timed_frames"] / timing["wall_seconds"],
+        **memory,
+        "flops_per_frame": flops,
+        "achieved_gflops": achieved / 1e9,
+        "peak_gflops": peak / 1e9 if peak else None,
+        "peak_assumption": assumption,
+        "fraction_of_peak": achieved / peak if peak else None,
+        "threads": threads,
+        **hardware,
+    }
+    if gemm:
+        measured = gemm_flops(device, half)
+        report["gemm_gflops"] = measured / 1e9
+        report["fraction_of_gemm"] = achieved / measured
+    return report

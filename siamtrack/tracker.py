@@ -359,7 +359,8 @@ class Tracker:
         for i, st in enumerate(self.states):
             results.append(self._finish(i, st, picks[i], masks[i], sides[i], (w, h)))
         timer.mark("post")
-        timer.stages["total"] = sum(timer.stages.values())
+        if timer.enabled:  # otherwise stages are the last profiled call's, total included
+            timer.stages["total"] = sum(timer.stages.values())
         return results
 
     def _select(self, st: ObjectState, score: np.ndarray, delta: np.ndarray, side: float):

@@ -2,103 +2,132 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from siamtrack.commands._common import model_options, user_errors
 
-TRACKERS = ["siammask", "opencv-mil", "opencv-csrt", "opencv-kcf"]
+TRACKERS = ("siammask", "opencv-mil", "opencv-csrt", "opencv-kcf")
 
 
 @click.group("eval")
 def eval_group() -> None:
-    """Measure a tracker the way the papers do.
+    """Score a tracker the way the papers do (results.json, results.md, success.png).
 
     \b
     Examples:
-      siamtrack eval davis path/to/DAVIS --model siammask-davis
+      siamtrack eval davis path/to/DAVIS --model siammask-davis --preset davis
       siamtrack eval davis path/to/DAVIS --pred my_masks/
       siamtrack eval boxes path/to/sequences --tracker opencv-mil --restart
     """
 
 
-def _factory(tracker: str, model, checkpoint, preset, device, precision):
-    from siamtrack.commands._common import make_tracker
+def _tracker(name: str, model, checkpoint, preset, device, precision):
+    """The tracker to score: a SiamMask model from the usual options, or an OpenCV baseline."""
+    if name == "siammask":
+        from siamtrack.commands._common import make_tracker
+
+        return make_tracker(model, checkpoint, preset, device, precision)
     from siamtrack.eval.baselines import OpenCVTracker
 
-    if tracker == "siammask":
-        return lambda: make_tracker(model, checkpoint, preset, device, precision)
-    return lambda: OpenCVTracker(tracker)
+    return OpenCVTracker(name)
 
 
-def _report(results: dict, out_dir, meta: dict, quiet: bool) -> None:
+def _progress(quiet: bool):
+    if quiet:
+        return None
+    return lambda name, n: click.echo(f"  {name} ({n} frames)", err=True)
+
+
+def _report(results: dict[str, Any], out: str | None, default_name: str, quiet: bool) -> None:
     from pathlib import Path
 
-    from rich.table import Table
-
-    from siamtrack.commands._common import console
+    from siamtrack.commands._common import new_run_dir
     from siamtrack.eval.harness import summary_rows, write_results
 
-    written = write_results(results, Path(out_dir), meta)
+    out_dir = Path(out) if out else new_run_dir(default_name)
+    written, notes = write_results(results, out_dir)
     if not quiet:
+        from rich.console import Console
+        from rich.table import Table
+
+        meta = results["meta"]
         header, rows = summary_rows(results)
-        table = Table(title=f"{results['benchmark']}: {meta['tracker']} {meta.get('model', '')}")
-        for h in header:
-            table.add_column(h)
-        for r in rows:
-            table.add_row(*[c.replace("**", "") for c in r])
-        console().print(table)
-        if "fps" in results["summary"]:
-            click.echo(f"fps: {results['summary']['fps']:.1f}")
+        model = f" ({meta['model']})" if meta.get("model") and meta["model"] != meta["tracker"] else ""
+        table = Table(title=f"{results['benchmark']}: {meta['tracker']}{model}")
+        for i, h in enumerate(header):
+            table.add_column(h, justify="left" if i == 0 else "right")
+        for i, row in enumerate(rows):
+            table.add_row(*row, end_section=i == len(rows) - 2)
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=120)
+        console.print(table)
+        if meta.get("fps"):
+            click.echo(f"speed: {meta['fps']:.1f} frames/s ({meta['tracked_frames']} frames tracked)")
+    for note in notes:
+        click.echo(f"Note: {note}", err=True)
     click.echo("results: " + ", ".join(str(p) for p in written))
 
 
-def _meta(tracker: str, make) -> dict:
-    meta = {"tracker": tracker}
-    if tracker == "siammask":
-        t = make()
-        meta.update(model=t.model_name, arch=t.arch, preset=t.preset.to_dict(), precision=t.precision)
-    return meta
+def _names(text: str | None) -> list[str] | None:
+    return [s.strip() for s in text.split(",") if s.strip()] if text else None
 
 
 @eval_group.command()
 @click.argument("root", type=click.Path(exists=True, file_okay=False))
-@click.option("--sequences", default=None, help="Comma-separated sequence names (default: all).")
-@click.option("--tracker", type=click.Choice(TRACKERS), default="siammask", show_default=True)
+@click.option("--sequences", default=None, metavar="A,B,...", help="Comma-separated sequence names (default: all).")
+@click.option("--tracker", "tracker_name", type=click.Choice(TRACKERS), default="siammask", show_default=True,
+              help="siammask, or an OpenCV baseline scored with its filled box as the mask.")
 @model_options
 @click.option("--pred", type=click.Path(exists=True, file_okay=False), default=None,
-              help="Score existing masks (<pred>/<seq>/<frame>.png, binary or palette) instead of tracking.")
-@click.option("--out", default="runs/eval-davis", show_default=True, type=click.Path(file_okay=False))
-@click.option("--max-frames", type=click.IntRange(min=3), default=None, help="Use only the first N frames.")
+              help="Score existing masks (<pred>/<seq>/<frame>.png, 0/255 or palette) instead of tracking.")
+@click.option("--out", default=None, type=click.Path(file_okay=False),
+              help="Output folder (default: runs/eval-davis, numbered).")
+@click.option("--max-frames", type=click.IntRange(min=3), default=None, help="Only the first N frames per sequence.")
+@click.option("--save-masks", type=click.Path(file_okay=False), default=None,
+              help="Also write the tracked masks as DAVIS palette PNGs (<dir>/<seq>/<frame>.png).")
 @click.option("--quiet", is_flag=True)
 @user_errors
-def davis(root, sequences, tracker, model, checkpoint, preset, device, precision, pred, out, max_frames, quiet):
-    """J and F (mean, recall, decay) on a DAVIS folder, initialised from the first-frame masks."""
+def davis(root: str, sequences: str | None, tracker_name: str, model, checkpoint, preset, device, precision,
+          pred: str | None, out: str | None, max_frames: int | None, save_masks: str | None, quiet: bool) -> None:
+    """J and F (mean, recall, decay) on a DAVIS folder (JPEGImages/480p, Annotations/480p).
+
+    Each sequence starts from the bounding box of its first-frame mask (one per object);
+    the first and last frames are not scored, as in the official DAVIS evaluation.
+    """
     from siamtrack.eval.harness import evaluate_davis
 
-    make = _factory(tracker, model, checkpoint, preset, device, precision)
-    meta = {"tracker": "pred", "pred": str(pred)} if pred else _meta(tracker, make)
-    seqs = [s.strip() for s in sequences.split(",")] if sequences else None
-    say = None if quiet else (lambda name: click.echo(f"  {name}", err=True))
-    results = evaluate_davis(root, make, sequences=seqs, pred_dir=pred, max_frames=max_frames, on_sequence=say)
-    _report(results, out, meta, quiet)
+    if pred and save_masks:
+        raise click.UsageError("--save-masks needs tracking; it cannot be used with --pred")
+    tracker = None if pred else _tracker(tracker_name, model, checkpoint, preset, device, precision)
+    results = evaluate_davis(root, tracker, pred_dir=pred, sequences=_names(sequences), max_frames=max_frames,
+                             save_masks=save_masks, on_sequence=_progress(quiet))
+    _report(results, out, "eval-davis", quiet)
 
 
 @eval_group.command()
 @click.argument("root", type=click.Path(exists=True, file_okay=False))
-@click.option("--sequences", default=None, help="Comma-separated sequence names (default: all).")
-@click.option("--tracker", type=click.Choice(TRACKERS), default="siammask", show_default=True)
+@click.option("--sequences", default=None, metavar="A,B,...", help="Comma-separated sequence names (default: all).")
+@click.option("--tracker", "tracker_name", type=click.Choice(TRACKERS), default="siammask", show_default=True)
 @model_options
-@click.option("--restart", is_flag=True, help="VOT protocol: re-initialise 5 frames after each failure.")
-@click.option("--out", default=None, type=click.Path(file_okay=False), help="Default: runs/eval-boxes[-restart].")
-@click.option("--max-frames", type=click.IntRange(min=2), default=None)
+@click.option("--restart", is_flag=True, help="VOT protocol: re-initialise 5 frames after each failure (zero overlap).")
+@click.option("--out", default=None, type=click.Path(file_okay=False),
+              help="Output folder (default: runs/eval-boxes or runs/eval-boxes-restart, numbered).")
+@click.option("--max-frames", type=click.IntRange(min=2), default=None, help="Only the first N frames per sequence.")
 @click.option("--quiet", is_flag=True)
 @user_errors
-def boxes(root, sequences, tracker, model, checkpoint, preset, device, precision, restart, out, max_frames, quiet):
-    """Success AUC and precision@20 (one pass), or accuracy/robustness with --restart."""
+def boxes(root: str, sequences: str | None, tracker_name: str, model, checkpoint, preset, device, precision,
+          restart: bool, out: str | None, max_frames: int | None, quiet: bool) -> None:
+    """Success AUC and precision at 20 px (one pass), or accuracy and failures with --restart.
+
+    ROOT holds one folder per sequence: frames (in frames/, img/ or the folder itself) and
+    groundtruth.txt (or groundtruth_rect.txt) with x,y,w,h or 8-number polygons per line.
+    """
     from siamtrack.eval.harness import evaluate_boxes
 
-    make = _factory(tracker, model, checkpoint, preset, device, precision)
-    seqs = [s.strip() for s in sequences.split(",")] if sequences else None
-    say = None if quiet else (lambda name: click.echo(f"  {name}", err=True))
-    results = evaluate_boxes(root, make, restart=restart, sequences=seqs, max_frames=max_frames, on_sequence=say)
-    _report(results, out or ("runs/eval-boxes-restart" if restart else "runs/eval-boxes"), _meta(tracker, make), quiet)
+    tracker = _tracker(tracker_name, model, checkpoint, preset, device, precision)
+    results = evaluate_boxes(root, tracker, restart=restart, sequences=_names(sequences), max_frames=max_frames,
+                             on_sequence=_progress(quiet))
+    _report(results, out, "eval-boxes-restart" if restart else "eval-boxes", quiet)

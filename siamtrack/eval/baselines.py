@@ -3,6 +3,8 @@
 They only give boxes: each result's mask is the filled box and its rotated box is the box.
 MIL ships with every OpenCV build; CSRT and KCF need the contrib build
 (``opencv-contrib-python``), found either at the top level or under ``cv2.legacy``.
+MIL draws its training samples from a generator OpenCV seeds by itself (not through
+``cv2.setRNGSeed``), so its scores vary a little from run to run; CSRT and KCF repeat exactly.
 """
 
 from __future__ import annotations

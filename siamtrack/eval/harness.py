@@ -1,4 +1,9 @@
-"""Runs a tracker (or reads existing masks) over a dataset and writes results.json / results.md / a plot."""
+"""Runs a tracker (or reads existing masks) over a dataset and writes results.json / results.md / success.png.
+
+Any object with siamtrack's tracker API works: ``init(frame, boxes)`` and ``track(frame)``
+returning ``TrackResult`` s in id order (the SiamMask ``Tracker``, the OpenCV baselines,
+a test's fake). Scores go through the pure functions of ``davis`` and ``boxes``.
+"""
 
 from __future__ import annotations
 
@@ -10,209 +15,379 @@ from typing import Any
 
 import cv2
 import numpy as np
+from PIL import Image
 
+from siamtrack import __version__
 from siamtrack.errors import SiamtrackError
 from siamtrack.eval import boxes as bx
-from siamtrack.eval.davis import boundary_f, region_j, statistics
-from siamtrack.train.datasets import (
-    box_tracks,
-    groundtruth_file,
-    list_images,
-    mask_box,
-    parse_polygons,
-    read_label_mask,
-)
+from siamtrack.eval import davis as dv
+from siamtrack.train.datasets import groundtruth_file, list_images, mask_box, parse_polygons, read_label_mask
+
+DAVIS_COLUMNS = ("J_mean", "J_recall", "J_decay", "F_mean", "F_recall", "F_decay", "JF_mean")
+OPE_COLUMNS = ("success_auc", "precision_20")
+RESTART_COLUMNS = ("accuracy", "failures")
+
+
+class _Clock:
+    """Seconds spent inside tracker calls, for an fps that excludes disk reads and scoring."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.frames = 0
+
+    def track(self, tracker, frame: np.ndarray):
+        t0 = time.perf_counter()
+        out = tracker.track(frame)
+        self.seconds += time.perf_counter() - t0
+        self.frames += 1
+        return out
+
+    def meta(self) -> dict[str, Any]:
+        fps = self.frames / self.seconds if self.seconds > 0 else None
+        return {"tracked_frames": self.frames, "track_seconds": self.seconds, "fps": fps}
+
+
+def read_image(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise SiamtrackError(f"cannot read image {path}")
+    return image
+
+
+def _select(names: list[str], wanted: list[str] | None, where: Path) -> list[str]:
+    if not wanted:
+        return names
+    missing = [n for n in wanted if n not in names]
+    if missing:
+        raise SiamtrackError(f"sequences not found in {where}: {', '.join(missing)}")
+    return [n for n in names if n in wanted]
+
+
+# DAVIS ----------------------------------------------------------------------------------------
 
 
 def davis_layout(root: Path, resolution: str = "480p") -> tuple[Path, Path]:
+    """``JPEGImages/<res>`` and ``Annotations/<res>`` (or the two folders without a resolution level)."""
     img, ann = root / "JPEGImages", root / "Annotations"
     if (img / resolution).is_dir():
         img, ann = img / resolution, ann / resolution
     if not img.is_dir() or not ann.is_dir():
-        raise SiamtrackError(f"{root}: not a DAVIS folder (no JPEGImages/{resolution} and Annotations/{resolution})")
+        raise SiamtrackError(f"{root} is not a DAVIS folder (no JPEGImages/{resolution} and Annotations/{resolution})")
     return img, ann
 
 
-def object_masks(label: np.ndarray) -> dict[int, np.ndarray]:
-    """Object id -> mask; binary 0/255 (DAVIS-2016) is object 1, palettes give one object per index."""
-    values = [int(v) for v in np.unique(label) if v]
-    if values == [255] or values == [1]:
+def fuse_results(results: list, shape: tuple[int, int], ids: list[int]) -> np.ndarray:
+    """One label image (object ids) from per-object results, as the official SiamMask DAVIS test.
+
+    Each pixel goes to the object with the highest mask probability, if any object's mask
+    covers it (their probability exceeds the segmentation threshold).
+    """
+    label = np.zeros(shape, dtype=np.uint8)
+    if not results:
+        return label
+    masks = np.stack([r.mask for r in results])
+    covered = masks.any(axis=0)
+    if len(results) == 1:
+        label[covered] = ids[0]
+        return label
+    probs = np.stack([r.mask_prob for r in results])
+    label[covered] = np.asarray(ids, dtype=np.uint8)[np.argmax(probs, axis=0)[covered]]
+    return label
+
+
+def pred_objects(label: np.ndarray, n_objects: int, path: Path) -> dict[int, np.ndarray]:
+    """Object masks of a predicted label image (binary 0/255 = object 1, or palette ids)."""
+    if dv.is_binary_label(label):
         return {1: label > 0}
-    return {v: label == v for v in values}
+    top = int(label.max()) if label.size else 0
+    if top > n_objects:
+        raise SiamtrackError(f"{path} has object index {top} but the ground truth has {n_objects} object(s)")
+    return {i: label == i for i in range(1, n_objects + 1)}
 
 
-def evaluate_davis(root: str | Path, make_tracker: Callable[[], Any] | None, *, sequences: list[str] | None = None,
-                   pred_dir: str | Path | None = None, max_frames: int | None = None,
-                   on_sequence: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """J and F per object and frame (first and last frames excluded), per sequence and overall."""
-    img_root, ann_root = davis_layout(Path(root))
-    names = sorted(p.name for p in img_root.iterdir() if p.is_dir())
-    if sequences:
-        missing = sorted(set(sequences) - set(names))
-        if missing:
-            raise SiamtrackError(f"sequences not in {root}: {', '.join(missing)}")
-        names = [n for n in names if n in set(sequences)]
-    tracker = make_tracker() if make_tracker is not None and pred_dir is None else None
-    per_seq: dict[str, Any] = {}
-    frames_done, seconds = 0, 0.0
-    for name in names:
-        if on_sequence:
-            on_sequence(name)
-        frames = list_images(img_root / name)
-        if max_frames:
-            frames = frames[:max_frames]
-        anns = [ann_root / name / (f.stem + ".png") for f in frames]
-        gt0 = object_masks(read_label_mask(anns[0]))
-        ids = sorted(gt0)
-        preds: list[dict[int, np.ndarray]] = []
-        if pred_dir is not None:
-            for f in frames[1:]:
-                path = Path(pred_dir) / name / (f.stem + ".png")
-                if not path.is_file():
-                    raise SiamtrackError(f"missing prediction {path}")
-                label = read_label_mask(path)
-                got = object_masks(label)
-                preds.append({i: got.get(i, np.zeros(label.shape, bool)) for i in ids})
-        else:
-            first = cv2.imread(str(frames[0]))
-            tracker.init(first, [mask_box(gt0[i]) for i in ids])
-            t0 = time.perf_counter()
-            for f in frames[1:]:
-                results = tracker.track(cv2.imread(str(f)))
-                preds.append({ids[r.obj_id]: r.mask for r in results})
-            seconds += time.perf_counter() - t0
-            frames_done += len(frames) - 1
-        objects = {}
-        for oid in ids:
-            j_vals, f_vals = [], []
-            for t in range(1, len(frames) - 1):  # official: skip the first (given) and last frames
-                gt = object_masks(read_label_mask(anns[t])).get(oid, np.zeros_like(gt0[oid]))
-                pred = preds[t - 1][oid]
-                j_vals.append(region_j(gt, pred))
-                f_vals.append(boundary_f(gt, pred))
-            objects[str(oid)] = {"J": statistics(j_vals), "F": statistics(f_vals),
-                                 "J_per_frame": [round(v, 6) for v in j_vals],
-                                 "F_per_frame": [round(v, 6) for v in f_vals]}
-        per_seq[name] = {"frames": len(frames), "objects": objects}
-    all_objects = [o for s in per_seq.values() for o in s["objects"].values()]
-    summary = {}
-    for m in ("J", "F"):
-        for stat in ("mean", "recall", "decay"):
-            summary[f"{m}_{stat}"] = float(np.mean([o[m][stat] for o in all_objects])) if all_objects else 0.0
-    summary["JF_mean"] = (summary["J_mean"] + summary["F_mean"]) / 2
-    if frames_done:
-        summary["fps"] = frames_done / seconds
-    return {"benchmark": "davis", "summary": summary, "sequences": per_seq}
+def write_label_png(path: Path, label: np.ndarray) -> None:
+    """A DAVIS-style palette PNG (index 1 red, 2 green, ...)."""
+    from siamtrack.io.sinks import davis_palette
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = Image.frombytes("P", (label.shape[1], label.shape[0]), np.ascontiguousarray(label, np.uint8).tobytes())
+    img.putpalette(davis_palette())
+    img.save(path)
 
 
-def evaluate_boxes(root: str | Path, make_tracker: Callable[[], Any], *, restart: bool = False,
+def evaluate_davis(root: str | Path, tracker: Any = None, *, pred_dir: str | Path | None = None,
                    sequences: list[str] | None = None, max_frames: int | None = None,
-                   on_sequence: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """One-pass evaluation (success AUC, precision@20) or the VOT restart protocol."""
-    tracks = [t for t in box_tracks(root) if not sequences or t.name in sequences]
-    if not tracks:
-        raise SiamtrackError(f"{root}: no box sequences (<seq>/groundtruth.txt) found")
-    tracker = make_tracker()
+                   save_masks: str | Path | None = None, resolution: str = "480p",
+                   on_sequence: Callable[[str, int], None] | None = None) -> dict[str, Any]:
+    """J and F per object (frames 1..N-2 scored), per sequence and overall.
+
+    With ``tracker``, each sequence is initialised from the bounding boxes of its first-frame
+    masks and tracked; with ``pred_dir`` (``<pred>/<seq>/<frame>.png``) existing masks are scored.
+    """
+    if (tracker is None) == (pred_dir is None):
+        raise ValueError("give a tracker or a prediction folder")
+    root = Path(root)
+    img_root, ann_root = davis_layout(root, resolution)
+    names = sorted(p.name for p in img_root.iterdir() if p.is_dir() and (ann_root / p.name).is_dir())
+    names = _select(names, sequences, img_root)
+    if not names:
+        raise SiamtrackError(f"{root}: no sequence has both images and annotations")
+    clock = _Clock()
     per_seq: dict[str, Any] = {}
-    all_overlaps, all_errors = [], []
-    frames_done, seconds = 0, 0.0
-    for track in tracks:
+    for name in names:
+        frames = list_images(img_root / name)[:max_frames]
+        if len(frames) < 3:
+            raise SiamtrackError(f"{name}: {len(frames)} frame(s); DAVIS scoring needs at least 3")
         if on_sequence:
-            on_sequence(track.name)
-        n = len(track.frames) if not max_frames else min(len(track.frames), max_frames)
-        gt_polys, rotated_gt = parse_polygons(groundtruth_file(Path(root) / track.name).read_text())
-
-        def prediction(results, rotated: bool = rotated_gt) -> np.ndarray:
-            r = results[0]
-            return r.rotated.points if rotated else bx.box_polygon(r.box)
-
-        t0 = time.perf_counter()
-        if restart:
-            res = bx.vot_restart(
-                n, gt_polys,
-                init=lambda f, tr=track: tracker.init(cv2.imread(str(tr.frames[f])), [tuple(tr.boxes[f])]),
-                step=lambda f, tr=track: prediction(tracker.track(cv2.imread(str(tr.frames[f])))))
-            per_seq[track.name] = {"frames": n, **res}
-        else:
-            tracker.init(cv2.imread(str(track.frames[0])), [tuple(track.boxes[0])])
-            overlaps, errors = [], []
-            for f in range(1, n):
-                poly = prediction(tracker.track(cv2.imread(str(track.frames[f]))))
-                overlaps.append(bx.polygon_iou(poly, gt_polys[f]))
-                errors.append(bx.center_error(poly, gt_polys[f]))
-            all_overlaps += overlaps
-            all_errors += errors
-            per_seq[track.name] = {"frames": n, **bx.ope_summary(overlaps, errors),
-                                   "overlaps": [round(o, 5) for o in overlaps], "errors": [round(e, 3) for e in errors],
-                                   "success_curve": [round(v, 5) for v in bx.success_curve(overlaps)]}
-        seconds += time.perf_counter() - t0
-        frames_done += n - 1
-    if restart:
-        seqs = list(per_seq.values())
-        summary = {"accuracy": float(np.mean([s["accuracy"] for s in seqs])),
-                   "robustness": float(np.mean([s["failures"] for s in seqs])),
-                   "failures": int(sum(s["failures"] for s in seqs))}
+            on_sequence(name, len(frames))
+        anns = [ann_root / name / f"{f.stem}.png" for f in frames]
+        missing = [a.name for a in anns if not a.is_file()]
+        if missing:
+            raise SiamtrackError(f"{name}: no annotation for frame(s) {', '.join(missing[:3])}")
+        per_seq[name] = _davis_sequence(name, frames, anns, tracker, pred_dir, save_masks, clock)
+    objects = [o for s in per_seq.values() for o in s["objects"].values()]
+    summary = _davis_means(objects)
+    summary.update(sequences=len(per_seq), objects=len(objects),
+                   scored_frames=sum(s["scored_frames"] for s in per_seq.values()),
+                   success_curve=np.mean([bx.success_curve(o["J_per_frame"]) for o in objects], axis=0).tolist())
+    meta = {"benchmark": "davis", "root": str(root), "resolution": resolution, "max_frames": max_frames,
+            "protocol": "semi-supervised: initialised with the bounding box of each first-frame mask; "
+                        "frames 1..N-2 scored (first and last left out, as the official DAVIS code)",
+            "bound_th": dv.BOUND_TH}
+    if tracker is not None:
+        meta.update(tracker_meta(tracker), **clock.meta())
     else:
-        summary = {**bx.ope_summary(all_overlaps, all_errors),
-                   "success_curve": [round(v, 5) for v in bx.success_curve(all_overlaps)]}
-    summary["fps"] = frames_done / seconds if seconds else 0.0
-    return {"benchmark": "boxes-restart" if restart else "boxes-ope", "summary": summary, "sequences": per_seq}
+        meta.update(tracker="pred", pred=str(pred_dir))
+    return {"benchmark": "davis", "meta": meta, "summary": summary, "sequences": per_seq}
 
 
-def write_results(results: dict[str, Any], out_dir: Path, meta: dict[str, Any]) -> list[Path]:
-    """results.json, results.md and (OPE with matplotlib) success.png."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    results = {"meta": meta, **results}
-    written = [out_dir / "results.json"]
-    written[0].write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
-    (out_dir / "results.md").write_text(markdown_table(results) + "\n")
-    written.append(out_dir / "results.md")
-    if results["benchmark"] == "boxes-ope":
-        try:
-            import matplotlib
+def _davis_means(objects: list[dict[str, Any]]) -> dict[str, float]:
+    out = {f"{m}_{s}": float(np.mean([o[m][s] for o in objects])) for m in "JF" for s in ("mean", "recall", "decay")}
+    out["JF_mean"] = (out["J_mean"] + out["F_mean"]) / 2
+    return {k: out[k] for k in DAVIS_COLUMNS}
 
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError:
-            return written
-        fig, ax = plt.subplots(figsize=(5, 4))
-        curve = results["summary"]["success_curve"]
-        ax.plot(bx.THRESHOLDS, curve, label=f"{meta.get('tracker')} [{results['summary']['success_auc']:.3f}]")
-        ax.set(xlabel="overlap threshold", ylabel="success rate", title="Success plot (OPE)", xlim=(0, 1), ylim=(0, 1))
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(out_dir / "success.png", dpi=100)
-        plt.close(fig)
-        written.append(out_dir / "success.png")
-    return written
+
+def _davis_sequence(name: str, frames: list[Path], anns: list[Path], tracker: Any, pred_dir: str | Path | None,
+                    save_masks: str | Path | None, clock: _Clock) -> dict[str, Any]:
+    first = read_label_mask(anns[0])
+    binary = dv.is_binary_label(first)
+    ids = dv.label_object_ids(first)
+    if not ids:
+        raise SiamtrackError(f"{name}: the first annotation ({anns[0].name}) holds no object")
+    present = [i for i in ids if dv.label_object_mask(first, i, binary).any()]
+    if tracker is not None:
+        tracker.init(read_image(frames[0]), [mask_box(dv.label_object_mask(first, i, binary)) for i in present])
+        if save_masks is not None:
+            initial = np.zeros(first.shape, np.uint8)
+            for i in present:
+                initial[dv.label_object_mask(first, i, binary)] = i
+            write_label_png(Path(save_masks) / name / anns[0].name, initial)
+    j_vals: dict[int, list[float]] = {i: [] for i in ids}
+    f_vals: dict[int, list[float]] = {i: [] for i in ids}
+    last_scored = len(frames) - 2
+    for t in range(1, len(frames)):
+        if tracker is not None:
+            image = read_image(frames[t])
+            label = fuse_results(clock.track(tracker, image), image.shape[:2], present)
+            if save_masks is not None:
+                write_label_png(Path(save_masks) / name / anns[t].name, label)
+            pred = {i: label == i for i in ids}
+        elif t <= last_scored:
+            path = Path(pred_dir) / name / anns[t].name
+            if not path.is_file():
+                raise SiamtrackError(f"missing prediction {path}")
+            pred = pred_objects(read_label_mask(path), len(ids), path)
+        if t > last_scored:
+            continue
+        gt_label = read_label_mask(anns[t])
+        for i in ids:
+            gt = dv.label_object_mask(gt_label, i, binary)
+            p = pred.get(i)
+            if p is None:
+                p = np.zeros_like(gt)
+            if p.shape != gt.shape:
+                raise SiamtrackError(f"{name}/{anns[t].name}: prediction is {p.shape[1]}x{p.shape[0]}, "
+                                     f"annotation {gt.shape[1]}x{gt.shape[0]}")
+            j_vals[i].append(dv.region_j(gt, p))
+            f_vals[i].append(dv.boundary_f(gt, p))
+    objects = {}
+    for i in ids:
+        objects[str(i)] = {"J": dv.statistics(j_vals[i]), "F": dv.statistics(f_vals[i]),
+                           "J_per_frame": j_vals[i], "F_per_frame": f_vals[i]}
+    return {"frames": len(frames), "scored_frames": last_scored, "initialised_objects": present,
+            "scored_frame_names": [a.stem for a in anns[1:last_scored + 1]],
+            **_davis_means(list(objects.values())), "objects": objects}
+
+
+# Boxes ----------------------------------------------------------------------------------------
+
+
+def box_sequences(root: Path) -> list[tuple[str, list[Path], np.ndarray, bool]]:
+    """``<seq>/{frames,img,.}/*.jpg`` with ``groundtruth.txt`` / ``groundtruth_rect.txt``.
+
+    Returns (name, frames, (N, 4, 2) ground-truth polygons, whether they are rotated polygons).
+    """
+    if not root.is_dir():
+        raise SiamtrackError(f"{root} is not a folder")
+    out = []
+    for seq in sorted(p for p in root.iterdir() if p.is_dir()):
+        gt_file = groundtruth_file(seq)
+        if gt_file is None:
+            continue
+        img_dir = next((seq / d for d in ("frames", "img") if (seq / d).is_dir()), seq)
+        frames = list_images(img_dir)
+        polys, rotated = parse_polygons(gt_file.read_text())
+        n = min(len(frames), len(polys))
+        if n < 2:
+            raise SiamtrackError(f"{seq.name}: {len(frames)} frame(s) and {len(polys)} ground-truth line(s)")
+        out.append((seq.name, frames[:n], polys[:n], rotated))
+    return out
+
+
+def evaluate_boxes(root: str | Path, tracker: Any, *, restart: bool = False, sequences: list[str] | None = None,
+                   max_frames: int | None = None,
+                   on_sequence: Callable[[str, int], None] | None = None) -> dict[str, Any]:
+    """One-pass evaluation (success AUC, precision at 20 px), or the VOT restart protocol."""
+    root = Path(root)
+    found = box_sequences(root)
+    if not found:
+        raise SiamtrackError(f"{root}: no box sequences (<seq>/groundtruth.txt with frames)")
+    chosen = _select([f[0] for f in found], sequences, root)
+    clock = _Clock()
+    per_seq: dict[str, Any] = {}
+    for name, frames, polys, rotated in (f for f in found if f[0] in chosen):
+        frames, polys = frames[:max_frames], polys[:max_frames]
+        if on_sequence:
+            on_sequence(name, len(frames))
+
+        def init_box(f: int, polys=polys, rotated=rotated) -> tuple[float, float, float, float]:
+            p = polys[f]
+            return bx.vot_init_box(p) if rotated else (p[0, 0], p[0, 1], p[2, 0] - p[0, 0], p[2, 1] - p[0, 1])
+
+        def predict(results, rotated=rotated) -> np.ndarray:
+            r = results[0]
+            return np.asarray(r.rotated.points, np.float64) if rotated else bx.box_polygon(r.box)
+
+        info = {"frames": len(frames), "groundtruth": "poly8" if rotated else "xywh"}
+        if restart:
+            shape = read_image(frames[0]).shape
+
+            def init(f: int, frames=frames, init_box=init_box) -> None:
+                tracker.init(read_image(frames[f]), [init_box(f)])
+
+            def step(f: int, frames=frames, predict=predict) -> np.ndarray:
+                return predict(clock.track(tracker, read_image(frames[f])))
+
+            res = bx.vot_restart(len(frames), polys, init, step, bounds=(shape[1], shape[0]))
+            per_seq[name] = {**info, **res}
+        else:
+            first = init_box(0)
+            tracker.init(read_image(frames[0]), [first])
+            preds = [bx.box_polygon(first)]
+            preds += [predict(clock.track(tracker, read_image(f))) for f in frames[1:]]
+            per_seq[name] = {**info, **bx.ope_sequence(preds, polys)}
+    seqs = list(per_seq.values())
+    summary = bx.restart_summary(seqs) if restart else bx.ope_summary(seqs)
+    summary["sequences"] = len(seqs)
+    benchmark = "boxes-restart" if restart else "boxes-ope"
+    protocol = (f"VOT supervised: failure = zero overlap (regions clipped to the image), re-initialised "
+                f"{bx.SKIP} frames later; accuracy without {bx.BURN_IN} burn-in frames per initialisation"
+                if restart else "OTB one-pass: all frames scored (frame 0 = the initial box); "
+                                "sequence curves averaged")
+    meta = {"benchmark": benchmark, "root": str(root), "max_frames": max_frames, "protocol": protocol,
+            **tracker_meta(tracker), **clock.meta()}
+    return {"benchmark": benchmark, "meta": meta, "summary": summary, "sequences": per_seq}
+
+
+# Output ---------------------------------------------------------------------------------------
+
+
+def tracker_meta(tracker: Any) -> dict[str, Any]:
+    """What identifies a run: tracker kind, model, architecture, preset, device, precision."""
+    preset = getattr(tracker, "preset", None)
+    kind = "siammask" if getattr(tracker, "arch", "") != "opencv" else getattr(tracker, "model_name", "opencv")
+    return {"tracker": kind, "model": getattr(tracker, "model_name", None), "arch": getattr(tracker, "arch", None),
+            "preset": preset.to_dict() if hasattr(preset, "to_dict") else preset,
+            "device": str(getattr(tracker, "device", "cpu")), "precision": getattr(tracker, "precision", None),
+            "siamtrack": __version__}
+
+
+def columns(results: dict[str, Any]) -> tuple[str, ...]:
+    return {"davis": DAVIS_COLUMNS, "boxes-ope": OPE_COLUMNS, "boxes-restart": RESTART_COLUMNS}[results["benchmark"]]
 
 
 def summary_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """Header and rows (per sequence, then overall) for tables."""
-    bench = results["benchmark"]
-    if bench == "davis":
-        cols = ["J_mean", "J_recall", "J_decay", "F_mean", "F_recall", "F_decay"]
-        rows = []
-        for name, seq in results["sequences"].items():
-            objs = list(seq["objects"].values())
-            rows.append([name] + [f"{np.mean([o[c[0]][c[2:]] for o in objs]):.3f}" for c in cols])
-        s = results["summary"]
-        rows.append(["**overall**"] + [f"{s[c]:.3f}" for c in cols])
-        return ["sequence", *cols], rows
-    cols = ["accuracy", "failures"] if bench == "boxes-restart" else ["success_auc", "precision_20"]
-    rows = [[name] + [f"{seq[c]:.3f}" if isinstance(seq[c], float) else str(seq[c]) for c in cols]
-            for name, seq in results["sequences"].items()]
-    s = results["summary"]
-    rows.append(["**overall**"] + [f"{s[c if c != 'failures' else 'robustness']:.3f}" for c in cols])
+    """Header and rows (one per sequence, then the overall scores) as formatted strings."""
+    cols = columns(results)
+
+    def fmt(value: Any) -> str:
+        if value is None:
+            return "-"
+        return str(value) if isinstance(value, int) else f"{value:.3f}"
+
+    rows = [[name, *(fmt(seq[c]) for c in cols)] for name, seq in results["sequences"].items()]
+    summary = results["summary"]
+    overall = [fmt(summary[c]) for c in cols]
+    if results["benchmark"] == "boxes-restart":
+        overall[-1] = f"{summary['failures']} ({summary['robustness']:.2f}/seq)"
+    rows.append(["overall", *overall])
     return ["sequence", *cols], rows
 
 
 def markdown_table(results: dict[str, Any]) -> str:
+    meta = results["meta"]
     header, rows = summary_rows(results)
-    meta = results.get("meta", {})
-    lines = [f"# {results['benchmark']}: {meta.get('tracker', '')} {meta.get('model', '')}".rstrip(), "",
+    rows[-1] = [f"**{c}**" for c in rows[-1]]
+    model = f" ({meta['model']})" if meta.get("model") and meta.get("model") != meta.get("tracker") else ""
+    lines = [f"# {results['benchmark']}: {meta['tracker']}{model}", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
-    if "fps" in results["summary"]:
-        lines += ["", f"fps: {results['summary']['fps']:.1f}"]
-    return "\n".join(lines)
+    lines += ["", f"Protocol: {meta['protocol']}."]
+    if meta.get("fps"):
+        lines.append(f"Speed: {meta['fps']:.1f} frames/s over {meta['tracked_frames']} tracked frames.")
+    return "\n".join(lines) + "\n"
+
+
+def success_plot(results: dict[str, Any], path: Path) -> bool:
+    """The success plot (fraction of frames above each overlap threshold); False without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    summary, meta = results["summary"], results["meta"]
+    score = {"davis": "J_mean", "boxes-ope": "success_auc", "boxes-restart": "accuracy"}[results["benchmark"]]
+    score = summary[score]
+    label = f"{meta['tracker']} [{score:.3f}]" if score is not None else meta["tracker"]
+    xlabel = {"davis": "region similarity J threshold", "boxes-ope": "overlap threshold",
+              "boxes-restart": "overlap threshold (counted frames)"}[results["benchmark"]]
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.plot(bx.THRESHOLDS, summary["success_curve"], label=label)
+    ax.set(xlabel=xlabel, ylabel="success rate", title=f"Success plot ({results['benchmark']})",
+           xlim=(0, 1), ylim=(0, 1.02))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+    plt.close(fig)
+    return True
+
+
+def write_results(results: dict[str, Any], out_dir: str | Path) -> tuple[list[Path], list[str]]:
+    """results.json, results.md and success.png; returns the files written and notes for the user."""
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SiamtrackError(f"cannot create {out} ({exc.strerror})") from None
+    written = [out / "results.json", out / "results.md"]
+    written[0].write_text(json.dumps(results, indent=1, allow_nan=False) + "\n")
+    written[1].write_text(markdown_table(results))
+    notes = []
+    if success_plot(results, out / "success.png"):
+        written.append(out / "success.png")
+    else:
+        notes.append("matplotlib is not installed: no success plot (pip install 'siamtrack[plot]')")
+    return written, notes

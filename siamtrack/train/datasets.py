@@ -121,12 +121,15 @@ def youtube_vos_tracks(root: str | Path) -> list[Track]:
     meta = json.loads((root / "meta.json").read_text())["videos"]
     tracks = []
     for vid, info in sorted(meta.items()):
+        labels: dict[str, np.ndarray] = {}  # each annotation read once, whatever the number of objects
         for oid, obj in sorted(info["objects"].items(), key=lambda kv: int(kv[0])):
             frames = [root / "JPEGImages" / vid / f"{f}.jpg" for f in obj["frames"]]
             masks = [root / "Annotations" / vid / f"{f}.png" for f in obj["frames"]]
             boxes = np.full((len(frames), 4), np.nan)
-            for i, m in enumerate(masks):
-                box = mask_box(object_mask(read_label_mask(m), int(oid)))
+            for i, (name, m) in enumerate(zip(obj["frames"], masks, strict=True)):
+                if name not in labels:
+                    labels[name] = read_label_mask(m)
+                box = mask_box(object_mask(labels[name], int(oid)))
                 if box is not None:
                     boxes[i] = box
             tracks.append(Track(f"{vid}/{oid}", frames, boxes, masks, int(oid)))

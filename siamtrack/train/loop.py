@@ -281,21 +281,34 @@ def checkpoint_payload(model: nn.Module, run: RunConfig, step: int) -> dict[str,
 
 
 def init_model(run: RunConfig) -> nn.Module:
+    """Build the model and load its starting weights (``[model] init``).
+
+    ``imagenet`` is the bundled Lite0 trunk for siammask_lite; a path loads every tensor whose
+    name and shape match, either a SiamMask checkpoint or a bare ImageNet ResNet-50 (torchvision
+    names, as the official release's ``resnet.model``), whose keys are read as the backbone's.
+    """
     arch = run.model.get("arch", "siammask_lite")
     cfg = {k: v for k, v in run.model.items() if k not in ("arch", "init")}
     model = build_model(arch, **cfg)
     init = run.model.get("init", "imagenet")
-    if init == "imagenet" and arch == "siammask_lite":
+    if init == "imagenet":
+        if arch != "siammask_lite":
+            raise SiamtrackError(f"[model] init = 'imagenet' is only bundled for siammask_lite; for {arch} "
+                                 "give the path of an ImageNet ResNet-50 checkpoint")
         from siamtrack.models.lite import load_imagenet_trunk
 
         load_imagenet_trunk(model)
-    elif init not in ("imagenet", "none", ""):
+    elif init not in ("none", ""):
         from siamtrack.weights.loading import extract_state_dict, read_checkpoint
 
         state, _ = extract_state_dict(read_checkpoint(init), str(init))
         own = model.state_dict()
-        model.load_state_dict({k: v for k, v in state.items() if k in own and v.shape == own[k].shape},
-                              strict=False)
+        if not any(k in own for k in state):
+            state = {f"features.features.{k}": v for k, v in state.items()}
+        picked = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
+        if not picked:
+            raise SiamtrackError(f"{init}: no tensor matches the {arch} model (names or shapes differ)")
+        model.load_state_dict(picked, strict=False)
     return model
 
 

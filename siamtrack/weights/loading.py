@@ -10,7 +10,7 @@ exactly is an error naming the file and the problem: no partial load.
 from __future__ import annotations
 
 import pickle
-import struct
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,12 +52,13 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: refused to load (not a plain tensor checkpoint: {first})") from None
-    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError, AttributeError, LookupError,
-            AssertionError, struct.error) as exc:
-        # a corrupt legacy file can fail inside torch's reader with any of these
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if found:
+            raise CheckpointError(f"{path}: refused to load: it would import {found.group(1)} "
+                                  "(a checkpoint may hold only tensors and plain containers)") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint (not a torch file, truncated or corrupt)") from None
+    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError, AttributeError, IndexError) as exc:
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): {reason}") from None
 
 
