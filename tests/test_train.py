@@ -188,6 +188,7 @@ end_lr = 0.005
 max_mask_cells = 8
 workers = 0
 checkpoint_every = 1000
+freeze_trunk_until = 100000
 log_every = 1
 {extra}
 [preset]

@@ -153,7 +153,12 @@ def download(name: str, *, progress: bool = True, url: str | None = None) -> Pat
         raise SiamtrackError(f"{name} is not downloadable; expected it at {dest}")
 
     def check(part: Path) -> None:
-        verify(part, expected_arch=entry.arch)
+        try:
+            verify(part, expected_arch=entry.arch)
+        except CheckpointError as exc:
+            raise CheckpointError(f"the file downloaded from {source} is not a valid {entry.arch} checkpoint "
+                                  f"({str(exc).split(': ', 1)[-1]}); it was deleted. Put a good copy at {dest} "
+                                  f"(or set {ENV_DIR}, or pass --checkpoint FILE)") from None
 
     bar = _progress_bar(entry.file) if progress else None
     try:
@@ -204,3 +209,23 @@ def resolve(name: str | None = None, *, download_missing: bool = True) -> tuple[
                                  f"run `siamtrack weights download {entry.name}` or pass --checkpoint FILE")
         path = download(entry.name)
     return entry, path
+
+
+def export(src: str | Path, dst: str | Path, *, half: bool = True) -> dict[str, Any]:
+    """Write a trained checkpoint as a shippable file: weights (fp16 storage if ``half``) plus the
+    architecture, model config, tuned preset and training step; returns its size and SHA-256.
+
+    Loading casts back to float32, so fp16 storage only rounds the stored values.
+    """
+    import torch
+
+    from siamtrack.weights.loading import read_checkpoint
+
+    ckpt = read_checkpoint(src)
+    state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in ckpt["state_dict"].items()}
+    out = {"state_dict": state, **{k: ckpt[k] for k in ("arch", "config", "preset", "step") if k in ckpt}}
+    dst = Path(dst)
+    tmp = dst.with_name(dst.name + ".tmp")
+    torch.save(out, tmp)
+    os.replace(tmp, dst)
+    return {"size": dst.stat().st_size, "sha256": sha256_file(dst)}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,7 +58,8 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             raise CheckpointError(f"{path}: refused to load: it would import {found.group(1)} "
                                   "(a checkpoint may hold only tensors and plain containers)") from None
         raise CheckpointError(f"{path}: not a readable checkpoint (not a torch file, truncated or corrupt)") from None
-    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError, AttributeError, IndexError) as exc:
+    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError, AttributeError, LookupError,
+            AssertionError, struct.error) as exc:  # what torch's readers raise on corrupt or cut files
         reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): {reason}") from None
 
@@ -70,7 +72,7 @@ def extract_state_dict(obj: Any, source: str) -> tuple[dict[str, torch.Tensor], 
     inner = obj.get("state_dict", obj)
     if not isinstance(inner, dict):
         raise CheckpointError(f"{source}: 'state_dict' entry is {type(inner).__name__}, not a dict")
-    tensors = {k: v for k, v in inner.items() if isinstance(v, torch.Tensor)}
+    tensors = {k: v for k, v in inner.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
     if not tensors:
         raise CheckpointError(f"{source}: not a checkpoint (no tensors found)")
     if inner is obj:
