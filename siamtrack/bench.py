@@ -1,7 +1,9 @@
 """Timing of the tracker per stage, memory, FLOPs and the fraction of the machine's peak.
 
 ``run_benchmark`` times ``init`` and ``track`` after warm-up with the tracker's own stage
-timers (``Tracker.profile``) and reports median and 10th/90th percentiles. The peak FLOP/s
+timers (``Tracker.profile``) and reports median and 10th/90th percentiles. Several cases
+(precisions, thread counts) are stepped in turn on each frame, so that they share the
+machine's load and their ratios are fair. The peak FLOP/s
 is an estimate from the CPU's description (cores x clock x FLOPs per cycle of its widest
 fused multiply-add), stated with its assumptions; a measured matrix-multiply rate on the
 same threads is reported beside it as a practical ceiling.
@@ -16,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -151,86 +154,117 @@ def gemm_flops(device: Any, half: bool, size: int = 1536, repeats: int = 4) -> f
     return 2 * size**3 / float(np.median(times[1:]))
 
 
-def time_tracker(tracker: Any, frames: Sequence[np.ndarray], boxes: list[tuple[float, ...]], *, warmup: int,
-                 init_repeats: int = 5) -> dict[str, Any]:
-    """Stage timings of ``init`` (repeated on frame 0) and of ``track`` over frames after the warm-up ones.
+@dataclass
+class Case:
+    """One configuration being timed: a tracker (its precision) and a torch thread count."""
+
+    tracker: Any
+    threads: int | None = None
+    init: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in INIT_STAGES})
+    stages: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES})
+    wall: list[float] = field(default_factory=list)
+
+    def use(self) -> None:
+        if self.threads is not None:
+            import torch
+
+            torch.set_num_threads(self.threads)
+
+
+def time_cases(cases: Sequence[Case], frames: Sequence[np.ndarray], boxes: list[tuple[float, ...]], *,
+               warmup: int, init_repeats: int = 5) -> None:
+    """Time ``init`` (repeated on frame 0) and ``track`` of every case, interleaved step by step.
 
     ``frames[0]`` initialises; the next ``warmup`` frames are tracked untimed, the rest timed.
+    Interleaving means a load spike on a shared machine hits every case alike, so their ratios hold.
     """
     if len(frames) < warmup + 2:
         raise ValueError(f"{len(frames)} frames: need 1 to initialise, {warmup} to warm up and 1 to time")
-    tracker.profile = True
-    init_stages: dict[str, list[float]] = {s: [] for s in INIT_STAGES}
+    for case in cases:
+        case.tracker.profile = True
     for i in range(init_repeats + 1):
-        t0 = time.perf_counter()
-        tracker.init(frames[0], boxes)
-        wall = time.perf_counter() - t0
-        if i:
-            timings = tracker.last_timings
-            init_stages["crop"].append(timings.get("crop", 0.0))
-            init_stages["backbone"].append(timings.get("backbone", 0.0))
-            init_stages["total"].append(wall)
-    stages: dict[str, list[float]] = {s: [] for s in STAGES}
-    wall: list[float] = []
+        for case in cases:
+            case.use()
+            t0 = time.perf_counter()
+            case.tracker.init(frames[0], boxes)
+            wall = time.perf_counter() - t0
+            if i:  # the first init is a warm-up
+                timings = case.tracker.last_timings
+                case.init["crop"].append(timings.get("crop", 0.0))
+                case.init["backbone"].append(timings.get("backbone", 0.0))
+                case.init["total"].append(wall)
     for i, frame in enumerate(frames[1:]):
-        t0 = time.perf_counter()
-        tracker.track(frame)
-        elapsed = time.perf_counter() - t0
-        if i < warmup:
-            continue
-        wall.append(elapsed)
-        for stage, seconds in tracker.last_timings.items():
-            stages.setdefault(stage, []).append(seconds)
-    tracker.profile = False
-    return {"init": {s: percentiles(v) for s, v in init_stages.items()},
-            "track": {s: percentiles(v) for s, v in stages.items() if v},
-            "wall": percentiles(wall), "timed_frames": len(wall), "wall_seconds": float(np.sum(wall))}
+        for case in cases:
+            case.use()
+            t0 = time.perf_counter()
+            case.tracker.track(frame)
+            elapsed = time.perf_counter() - t0
+            if i < warmup:
+                continue
+            case.wall.append(elapsed)
+            for stage, seconds in case.tracker.last_timings.items():
+                case.stages.setdefault(stage, []).append(seconds)
+    for case in cases:
+        case.tracker.profile = False
 
 
-def run_benchmark(tracker: Any, frames: Sequence[np.ndarray], boxes: list[tuple[float, ...]], *, warmup: int,
-                  gemm: bool = True) -> dict[str, Any]:
-    """The whole report: timings, fps, memory, FLOPs and the fraction of peak."""
+def case_report(case: Case, objects: int) -> dict[str, Any]:
+    """Percentiles per stage, fps and the compute figures of one timed case."""
     import torch
 
+    tracker = case.tracker
+    case.use()
+    threads = torch.get_num_threads()
+    timed, seconds = len(case.wall), float(np.sum(case.wall))
+    flops = int(tracker.flops_per_frame()) * objects
+    median_total = float(np.median(case.stages["total"]))
+    achieved = flops / median_total
+    half = tracker.precision in ("bf16", "fp16")
     device = torch.device(str(tracker.device))
     if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    timing = time_tracker(tracker, frames, boxes, warmup=warmup)
-    objects = len(boxes)
-    median_total = timing["track"]["total"]["median_ms"] / 1000
-    half = tracker.precision in ("bf16", "fp16")
-    flops = int(tracker.flops_per_frame()) * objects
-    achieved = flops / median_total
-    threads = torch.get_num_threads()
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        peak, assumption = gpu_peak(name, half)
-        memory = {"peak_rss_mb": peak_rss_mb(),
-                  "cuda_max_memory_allocated_mb": torch.cuda.max_memory_allocated(device) / 2**20}
-        hardware: dict[str, Any] = {"gpu": name}
+        peak, assumption = gpu_peak(torch.cuda.get_device_name(device), half)
+        cores = None
     else:
         info = cpu_info()
         cores = min(threads, info["cores_available"] or threads)
         peak, assumption = peak_flops(info, cores, half)
-        memory = {"peak_rss_mb": peak_rss_mb()}
-        hardware = {"cores_used": cores}
-    report = {
-        **timing,
-        "objects": objects,
-        "fps": timing["timed_frames"] / timing["wall_seconds"],
-        "fps_median": 1 / (timing["wall"]["median_ms"] / 1000),
-        "object_fps": objects * timing["timed_frames"] / timing["wall_seconds"],
-        **memory,
-        "flops_per_frame": flops,
-        "achieved_gflops": achieved / 1e9,
-        "peak_gflops": peak / 1e9 if peak else None,
-        "peak_assumption": assumption,
+    return {
+        "precision": tracker.precision, "threads": threads, "cores_used": cores,
+        "init": {s: percentiles(v) for s, v in case.init.items()},
+        "stages": {s: percentiles(v) for s, v in case.stages.items() if v},
+        "wall": percentiles(case.wall), "timed_frames": timed,
+        "fps": timed / seconds, "fps_median": 1 / float(np.median(case.wall)), "object_fps": objects * timed / seconds,
+        "flops_per_frame": flops, "gflops_per_frame": flops / 1e9, "achieved_gflops": achieved / 1e9,
+        "peak_gflops": peak / 1e9 if peak else None, "peak_assumption": assumption,
         "fraction_of_peak": achieved / peak if peak else None,
-        "threads": threads,
-        **hardware,
     }
+
+
+def run_benchmark(cases: Sequence[Case], frames: Sequence[np.ndarray], boxes: list[tuple[float, ...]], *,
+                  warmup: int, gemm: bool = True) -> dict[str, Any]:
+    """Every case timed (interleaved) and reported, with the process's peak memory."""
+    import torch
+
+    devices = {torch.device(str(c.tracker.device)) for c in cases}
+    cuda = [d for d in devices if d.type == "cuda"]
+    for d in cuda:
+        torch.cuda.reset_peak_memory_stats(d)
+    time_cases(cases, frames, boxes, warmup=warmup)
+    out: dict[str, Any] = {"peak_rss_mb": peak_rss_mb()}
+    if cuda:
+        out["cuda_max_memory_allocated_mb"] = max(torch.cuda.max_memory_allocated(d) for d in cuda) / 2**20
+    results = [case_report(c, len(boxes)) for c in cases]
     if gemm:
-        measured = gemm_flops(device, half)
-        report["gemm_gflops"] = measured / 1e9
-        report["fraction_of_gemm"] = achieved / measured
-    return report
+        measured: dict[tuple, float] = {}
+        for case, r in zip(cases, results, strict=True):
+            case.use()
+            key = (str(case.tracker.device), r["threads"], r["precision"] in ("bf16", "fp16"))
+            if key not in measured:
+                measured[key] = gemm_flops(torch.device(key[0]), key[2])
+            r["gemm_gflops"] = measured[key] / 1e9
+            r["fraction_of_gemm"] = r["achieved_gflops"] * 1e9 / measured[key]
+    base = results[0]["stages"]["total"]["median_ms"]
+    for r in results:
+        r["speedup_vs_first"] = base / r["stages"]["total"]["median_ms"]
+    out["results"] = results
+    return out

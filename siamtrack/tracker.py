@@ -65,6 +65,8 @@ PRESETS: dict[str, Preset] = {
     "vot18": Preset("vot18", penalty_k=0.10, window_influence=0.41, lr=0.32, seg_thr=0.15),
     # PySOT experiments/siammask_r50_l3/config.yaml hyper-parameters (official post-processing)
     "pysot": Preset("pysot", penalty_k=0.10, window_influence=0.41, lr=0.32, seg_thr=0.15, style="pysot"),
+    # siammask-lite's fallback when its checkpoint carries no tuned preset (the shipped one does)
+    "lite": Preset("lite", penalty_k=0.04, window_influence=0.4, lr=1.0, seg_thr=0.35),
 }
 DEFAULT_PRESET = {"siammask_sharp": "davis", "siammask_lite": "davis"}
 

@@ -68,10 +68,11 @@ def test_box_overlaps_and_ope():
     assert bx.polygon_iou(a, bx.box_polygon((20, 20, 5, 5))) == 0.0
     rot = np.array([[5, -2], [12, 5], [5, 12], [-2, 5]], float)
     assert 0 < bx.polygon_iou(a, rot) < 1
-    s = bx.ope_summary([1.0, 0.5, 0.0, 0.8], [0, 10, 30, 25])
-    curve = bx.success_curve([1.0, 0.5, 0.0, 0.8])
-    assert s["success_auc"] == pytest.approx(curve.mean()) and s["precision_20"] == 0.5
-    assert curve[0] == 0.75 and curve[-1] == 0.0
+    preds = [a, bx.box_polygon((5, 0, 10, 10)), bx.box_polygon((30, 0, 10, 10)), bx.box_polygon((0, 25, 10, 10))]
+    s = bx.ope_sequence(preds, [a] * 4)
+    curve = bx.success_curve(s["overlaps"])
+    assert s["success_auc"] == pytest.approx(curve.mean()) and s["precision_20"] == 0.5  # errors 0, 5, 30, 25
+    assert curve[0] == 0.5 and curve[-1] == 0.0
 
 
 def test_vot_restart_counts_failures():
@@ -87,4 +88,4 @@ def test_vot_restart_counts_failures():
     assert res["failures"] == 2
     assert inits == [0, 13, 30]
     assert res["accuracy"] == pytest.approx(bx.polygon_iou(step(1), gt[1]))
-    assert res["overlaps"][8] == 0.0 and res["overlaps"][10] is None
+    assert res["per_frame"][8] == "fail" and res["per_frame"][10] == "skip" and res["per_frame"][5] is None

@@ -6,9 +6,10 @@ from typing import Any
 
 import click
 
-from siamtrack.commands._common import bbox_option, model_options, user_errors
+from siamtrack.commands._common import bbox_option, user_errors
 
-SYNTHETIC_MODEL = "synthetic siammask_sharp (random weights, official shapes)"
+PRECISIONS = ("auto", "fp32", "fp32-reference", "bf16", "fp16")
+ARCHS = ("siammask_sharp", "siammask_lite")
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
@@ -22,6 +23,27 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
     if w < 32 or h < 32:
         raise click.BadParameter(f"{text!r} is too small (at least 32x32)", param_hint="--size")
     return w, h
+
+
+def parse_list(text: str | None, choices: tuple[str, ...] | None, hint: str) -> list[str]:
+    """A comma-separated option value -> its items (checked against ``choices``)."""
+    items = [t.strip() for t in (text or "").split(",") if t.strip()]
+    bad = [t for t in items if choices is not None and t not in choices]
+    if bad:
+        raise click.BadParameter(f"{', '.join(bad)}: choose from {', '.join(choices)}", param_hint=hint)
+    return items
+
+
+def parse_threads(text: str | None) -> list[int | None]:
+    if not text:
+        return [None]
+    try:
+        threads = [int(t) for t in parse_list(text, None, "--threads")]
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a list of thread counts, e.g. 1,2", param_hint="--threads") from None
+    if any(t < 1 for t in threads):
+        raise click.BadParameter("thread counts are at least 1", param_hint="--threads")
+    return threads
 
 
 def _frames(source: str | None, count: int, size: tuple[int, int] | None, bboxes: tuple[str, ...]):
@@ -40,8 +62,7 @@ def _frames(source: str | None, count: int, size: tuple[int, int] | None, bboxes
     from siamtrack.errors import SiamtrackError
     from siamtrack.io.sources import open_source
 
-    src = open_source(source)
-    images = [f.image for f in src.frames(0, count)]
+    images = [f.image for f in open_source(source).frames(0, count)]
     if not images:
         raise SiamtrackError(f"{source}: no frames")
     if size is not None:
@@ -50,76 +71,99 @@ def _frames(source: str | None, count: int, size: tuple[int, int] | None, bboxes
     images = [images[i % len(images)] for i in range(count)]
     h, w = images[0].shape[:2]
     boxes = [parse_bbox(b) for b in bboxes] or [(w / 3, h / 3, w / 3, h / 3)]
-    note = ", looped" if looped else ""
-    return images, boxes, f"{source} ({w}x{h}{note})"
+    return images, boxes, f"{source} ({w}x{h}{', looped' if looped else ''})"
 
 
-def _tracker(model, checkpoint, preset, device, precision):
-    """The tracker and where its weights came from; random official-shape weights when none are present."""
+def _network(model: str | None, checkpoint: str | None, arch: str | None, preset: str | None):
+    """The network to time, its name, preset and a note on where its weights came from.
+
+    Random weights with the official shapes stand in when nothing is named and the default
+    model is not downloaded: the cost of a forward pass does not depend on the values.
+    """
     from siamtrack import weights
-    from siamtrack.commands._common import make_tracker
+    from siamtrack.tracker import DEFAULT_PRESET
+    from siamtrack.weights.loading import load_checkpoint
 
-    if model or checkpoint:
-        return make_tracker(model, checkpoint, preset, device, precision), "checkpoint" if checkpoint else "registry"
-    if weights.is_present(weights.default_name()):
-        return make_tracker(None, None, preset, device, precision), "registry default"
+    given = sum(x is not None for x in (model, checkpoint, arch))
+    if given > 1:
+        raise click.UsageError("give one of --model, --checkpoint and --arch")
+    if checkpoint:
+        loaded = load_checkpoint(checkpoint)
+        chosen = preset or loaded.preset or DEFAULT_PRESET.get(loaded.arch, "davis")
+        return loaded.model, checkpoint, chosen, f"checkpoint {checkpoint}"
+    if model or (arch is None and weights.is_present(weights.default_name())):
+        entry, path = weights.resolve(model)
+        loaded = load_checkpoint(path)
+        return loaded.model, entry.name, preset or loaded.preset or entry.preset, f"registry model {entry.name}"
     import torch
 
     from siamtrack.models import build_model
-    from siamtrack.tracker import Tracker
 
+    arch = arch or "siammask_sharp"
     torch.manual_seed(0)
-    net = build_model("siammask_sharp")
-    tracker = Tracker(net, preset or "davis", device=device, precision=precision, model_name=SYNTHETIC_MODEL)
-    return tracker, "synthetic: no checkpoint given and the default model is not downloaded (cost does not " \
-                    "depend on weight values)"
+    reason = "--arch given" if given else "no model named and the default model is not downloaded"
+    return (build_model(arch), f"synthetic {arch}", preset or DEFAULT_PRESET.get(arch, "davis"),
+            f"random weights with the official shapes ({reason}): timing does not depend on weight values")
 
 
 def _print(report: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
-    table = Table(title=f"siamtrack bench: {report['model']} ({report['precision']}, {report['device']})")
-    for col in ("step", "stage", "median ms", "p10 ms", "p90 ms"):
-        table.add_column(col, justify="left" if col in ("step", "stage") else "right")
-    for step in ("init", "track"):
-        for i, (stage, s) in enumerate(report[step].items()):
-            table.add_row(step if i == 0 else "", stage, f"{s['median_ms']:.1f}", f"{s['p10_ms']:.1f}",
-                          f"{s['p90_ms']:.1f}", end_section=i == len(report[step]) - 1)
-    console.print(table)
+    from siamtrack.commands._common import console
+
+    out = console()
+    results = report["results"]
+    table = Table(title=f"siamtrack bench: {report['model']}, {report['objects']} object(s), {report['device']}")
+    for col in ("precision", "threads", "step", "stage", "median ms", "p10 ms", "p90 ms"):
+        table.add_column(col, justify="right" if col.endswith("ms") or col == "threads" else "left")
+    for r in results:
+        rows = [("init", "total", r["init"]["total"])] + [("track", s, v) for s, v in r["stages"].items()]
+        for i, (step, stage, v) in enumerate(rows):
+            first = i == 0
+            table.add_row(r["precision"] if first else "", str(r["threads"]) if first else "",
+                          step if i < 2 else "", stage, f"{v['median_ms']:.1f}",
+                          f"{v['p10_ms']:.1f}", f"{v['p90_ms']:.1f}", end_section=i == len(rows) - 1)
+    out.print(table)
+    summary = Table(title="throughput and compute (medians)")
+    for col in ("precision", "threads", "fps", "object fps", "GFLOP/frame", "GFLOP/s", "of peak", "of matmul",
+                "vs first"):
+        summary.add_column(col, justify="left" if col == "precision" else "right")
+    for r in results:
+        peak = f"{100 * r['fraction_of_peak']:.0f} %" if r["fraction_of_peak"] is not None else "-"
+        gemm = f"{100 * r['fraction_of_gemm']:.0f} %" if "fraction_of_gemm" in r else "-"
+        summary.add_row(r["precision"], str(r["threads"]), f"{r['fps']:.2f}", f"{r['object_fps']:.2f}",
+                        f"{r['gflops_per_frame']:.2f}", f"{r['achieved_gflops']:.1f}", peak, gemm,
+                        f"{r['speedup_vs_first']:.2f}x")
+    out.print(summary)
     cpu = report["cpu"]
     lines = [
-        f"model: {report['model']} [{report['model_source']}], arch {report['arch']}, preset {report['preset']}",
-        f"input: {report['source']}, {report['objects']} object(s), {report['timed_frames']} timed frames "
-        f"after {report['warmup']} warm-up",
-        f"speed: {report['fps']:.2f} frames/s (median step {report['wall']['median_ms']:.1f} ms, "
-        f"{report['object_fps']:.2f} object-frames/s), {report['threads']} torch thread(s)",
-        f"memory: peak RSS {report['peak_rss_mb']:.0f} MiB"
+        f"model: {report['model']} ({report['arch']}, preset {report['preset']}); {report['note']}",
+        f"input: {report['source']}; {results[0]['timed_frames']} timed steps after {report['warmup']} warm-up, "
+        "cases interleaved frame by frame",
+        f"memory: peak RSS {report['peak_rss_mb']:.0f} MiB (whole process)"
         + (f", CUDA max allocated {report['cuda_max_memory_allocated_mb']:.0f} MiB"
            if "cuda_max_memory_allocated_mb" in report else ""),
-        f"compute: {report['flops_per_frame'] / 1e9:.2f} GFLOP per frame (network), "
-        f"{report['achieved_gflops']:.1f} GFLOP/s achieved",
+        f"cpu: {cpu['model']}; bf16: avx512_bf16 {'yes' if cpu['avx512_bf16'] else 'no'}, "
+        f"amx_bf16 {'yes' if cpu['amx_bf16'] else 'no'}",
     ]
-    if report["peak_gflops"]:
-        lines.append(f"peak: {report['peak_gflops']:.0f} GFLOP/s estimated -> {100 * report['fraction_of_peak']:.0f} % "
-                     f"of peak ({report['peak_assumption']})")
-    else:
-        lines.append(f"peak: {report['peak_assumption']}")
-    if "gemm_gflops" in report:
-        lines.append(f"matmul on the same threads: {report['gemm_gflops']:.0f} GFLOP/s measured -> "
-                     f"{100 * report['fraction_of_gemm']:.0f} % of it")
-    lines.append(f"cpu: {cpu['model']}; bf16: avx512_bf16 {'yes' if cpu['avx512_bf16'] else 'no'}, "
-                 f"amx_bf16 {'yes' if cpu['amx_bf16'] else 'no'}")
+    lines += [f"peak: {a}" for a in dict.fromkeys(r["peak_assumption"] for r in results)]
     for line in lines:
-        console.print(line, highlight=False)
+        out.print(line, highlight=False, markup=False)
 
 
 @click.command("bench")
 @click.argument("source", required=False)
-@model_options
 @bbox_option()
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch threads (default: torch's choice).")
+@click.option("--model", default=None, metavar="NAME", help="Registry model (default: the default model if present).")
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), default=None, help="A checkpoint file.")
+@click.option("--arch", type=click.Choice(ARCHS), default=None,
+              help="Time this architecture with random weights (cost does not depend on values).")
+@click.option("--preset", type=click.Choice(["davis", "vot", "vot18", "pysot"]), default=None,
+              help="Tracking hyper-parameters (default: the model's own).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--precision", "precisions", default="auto", show_default=True,
+              help="One or several (comma-separated) of auto, fp32, fp32-reference, bf16, fp16; timed interleaved.")
+@click.option("--threads", default=None, help="torch threads, one or several comma-separated counts (e.g. 1,2).")
 @click.option("--objects", type=click.IntRange(min=1), default=None,
               help="Objects tracked at once (default: the number of --bbox, else 1).")
 @click.option("--frames", type=click.IntRange(min=1), default=30, show_default=True, help="Timed track steps.")
@@ -127,17 +171,20 @@ def _print(report: dict[str, Any]) -> None:
 @click.option("--size", default=None, metavar="WxH", help="Frame size (generated clip: default 854x480).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Also write the report here.")
 @user_errors
-def bench(source: str | None, model, checkpoint, preset, device, precision, bboxes: tuple[str, ...],
-          threads: int | None, objects: int | None, frames: int, warmup: int, size: str | None,
-          json_path: str | None) -> None:
-    """Time init and track per stage on a generated clip (or SOURCE): median and p10/p90, fps,
-    peak memory, network FLOPs and the fraction of the machine's peak FLOP/s.
+def bench(source: str | None, bboxes: tuple[str, ...], model: str | None, checkpoint: str | None, arch: str | None,
+          preset: str | None, device: str, precisions: str, threads: str | None, objects: int | None, frames: int,
+          warmup: int, size: str | None, json_path: str | None) -> None:
+    """Time init and track per stage (crop, backbone, heads, refine, post, total): median and p10/p90,
+    fps, peak memory, network FLOPs and the fraction of the machine's peak FLOP/s.
+
+    Runs on a generated clip unless SOURCE (video, image folder or glob) is given.
 
     \b
     Examples:
       siamtrack bench
-      siamtrack bench --checkpoint SiamMask_DAVIS.pth --precision fp32 --threads 4 --json runs/bench.json
-      siamtrack bench video.mp4 --bbox 305,112,165,250 --objects 4
+      siamtrack bench --precision fp32-reference,fp32,bf16 --threads 1,2 --json runs/bench.json
+      siamtrack bench --checkpoint SiamMask_DAVIS.pth --objects 4
+      siamtrack bench video.mp4 --bbox 305,112,165,250
     """
     import json
     from pathlib import Path
@@ -145,20 +192,26 @@ def bench(source: str | None, model, checkpoint, preset, device, precision, bbox
     import torch
 
     from siamtrack import __version__
-    from siamtrack.bench import cpu_info, run_benchmark
+    from siamtrack.bench import Case, cpu_info, run_benchmark
+    from siamtrack.tracker import Tracker
 
-    if threads:
-        torch.set_num_threads(threads)
+    precision_list = parse_list(precisions, PRECISIONS, "--precision") or ["auto"]
+    thread_list = parse_threads(threads)
     images, boxes, described = _frames(source, 1 + warmup + frames, parse_size(size), bboxes)
     count = objects or len(boxes)
     boxes = [boxes[i % len(boxes)] for i in range(count)]
-    tracker, model_source = _tracker(model, checkpoint, preset, device, precision)
-    result = run_benchmark(tracker, images, boxes, warmup=warmup)
-    preset_obj = tracker.preset
-    report = {"siamtrack": __version__, "torch": torch.__version__, "model": tracker.model_name,
-              "model_source": model_source, "arch": tracker.arch, "preset": preset_obj.name,
-              "precision": tracker.precision, "device": str(tracker.device), "source": described,
-              "warmup": warmup, **result, "cpu": cpu_info()}
+    net, name, chosen_preset, note = _network(model, checkpoint, arch, preset)
+    cases = []
+    for p in precision_list:
+        tracker = Tracker(net, chosen_preset, device=device, precision=p, model_name=name)
+        cases += [Case(tracker, t) for t in thread_list]
+    result = run_benchmark(cases, images, boxes, warmup=warmup)
+    first = cases[0].tracker
+    report = {"siamtrack": __version__, "torch": torch.__version__, "model": name, "arch": first.arch,
+              "preset": first.preset.name, "device": str(first.device), "source": described, "objects": count,
+              "warmup": warmup, "frames": frames, "note": note, "cpu": cpu_info(), **result}
+    if first.device.type == "cuda":
+        report["gpu"] = torch.cuda.get_device_name(first.device)
     _print(report)
     if json_path:
         path = Path(json_path)

@@ -17,7 +17,7 @@ def eval_group() -> None:
 
     \b
     Examples:
-      siamtrack eval davis path/to/DAVIS --model siammask-davis --preset davis
+      siamtrack eval davis path/to/DAVIS --split val --model siammask-davis --preset davis
       siamtrack eval davis path/to/DAVIS --pred my_masks/
       siamtrack eval boxes path/to/sequences --tracker opencv-mil --restart
     """
@@ -49,8 +49,9 @@ def _report(results: dict[str, Any], out: str | None, default_name: str, quiet: 
     out_dir = Path(out) if out else new_run_dir(default_name)
     written, notes = write_results(results, out_dir)
     if not quiet:
-        from rich.console import Console
         from rich.table import Table
+
+        from siamtrack.commands._common import console
 
         meta = results["meta"]
         header, rows = summary_rows(results)
@@ -60,10 +61,7 @@ def _report(results: dict[str, Any], out: str | None, default_name: str, quiet: 
             table.add_column(h, justify="left" if i == 0 else "right")
         for i, row in enumerate(rows):
             table.add_row(*row, end_section=i == len(rows) - 2)
-        console = Console()
-        if not console.is_terminal:
-            console = Console(width=120)
-        console.print(table)
+        console().print(table)
         if meta.get("fps"):
             click.echo(f"speed: {meta['fps']:.1f} frames/s ({meta['tracked_frames']} frames tracked)")
     for note in notes:
@@ -78,6 +76,8 @@ def _names(text: str | None) -> list[str] | None:
 @eval_group.command()
 @click.argument("root", type=click.Path(exists=True, file_okay=False))
 @click.option("--sequences", default=None, metavar="A,B,...", help="Comma-separated sequence names (default: all).")
+@click.option("--split", default=None, metavar="NAME",
+              help="Sequences of ImageSets/{2016,2017,480p}/NAME.txt, e.g. val (DAVIS-2016 val: 20 sequences).")
 @click.option("--tracker", "tracker_name", type=click.Choice(TRACKERS), default="siammask", show_default=True,
               help="siammask, or an OpenCV baseline scored with its filled box as the mask.")
 @model_options
@@ -90,19 +90,23 @@ def _names(text: str | None) -> list[str] | None:
               help="Also write the tracked masks as DAVIS palette PNGs (<dir>/<seq>/<frame>.png).")
 @click.option("--quiet", is_flag=True)
 @user_errors
-def davis(root: str, sequences: str | None, tracker_name: str, model, checkpoint, preset, device, precision,
-          pred: str | None, out: str | None, max_frames: int | None, save_masks: str | None, quiet: bool) -> None:
+def davis(root: str, sequences: str | None, split: str | None, tracker_name: str, model, checkpoint, preset, device,
+          precision, pred: str | None, out: str | None, max_frames: int | None, save_masks: str | None,
+          quiet: bool) -> None:
     """J and F (mean, recall, decay) on a DAVIS folder (JPEGImages/480p, Annotations/480p).
 
     Each sequence starts from the bounding box of its first-frame mask (one per object);
     the first and last frames are not scored, as in the official DAVIS evaluation.
     """
-    from siamtrack.eval.harness import evaluate_davis
+    from siamtrack.eval.harness import evaluate_davis, split_sequences
 
     if pred and save_masks:
         raise click.UsageError("--save-masks needs tracking; it cannot be used with --pred")
+    if split and sequences:
+        raise click.UsageError("give --split or --sequences, not both")
+    names = split_sequences(root, split) if split else _names(sequences)
     tracker = None if pred else _tracker(tracker_name, model, checkpoint, preset, device, precision)
-    results = evaluate_davis(root, tracker, pred_dir=pred, sequences=_names(sequences), max_frames=max_frames,
+    results = evaluate_davis(root, tracker, pred_dir=pred, sequences=names, max_frames=max_frames,
                              save_masks=save_masks, on_sequence=_progress(quiet))
     _report(results, out, "eval-davis", quiet)
 

@@ -3,8 +3,9 @@
 They only give boxes: each result's mask is the filled box and its rotated box is the box.
 MIL ships with every OpenCV build; CSRT and KCF need the contrib build
 (``opencv-contrib-python``), found either at the top level or under ``cv2.legacy``.
-MIL draws its training samples from a generator OpenCV seeds by itself (not through
-``cv2.setRNGSeed``), so its scores vary a little from run to run; CSRT and KCF repeat exactly.
+MIL draws its samples from a process-wide random generator that ``cv2.setRNGSeed`` does not
+reach: the same command gives the same scores, but a sequence's score depends on which
+sequences were tracked before it in the process. CSRT and KCF have no such state.
 """
 
 from __future__ import annotations

@@ -132,41 +132,51 @@ def vot_restart(n_frames: int, groundtruth: Sequence[np.ndarray], init: Callable
 
     ``init(f)`` (re-)initialises the tracker on frame ``f`` from its ground truth;
     ``step(f)`` tracks frame ``f`` and returns the predicted polygon. Per-frame records:
-    ``"init"``, ``"skip"``, ``"fail"`` or the overlap (a float; ``None`` if it is a
-    burn-in frame, whose overlap is in ``burn_in_overlaps``).
+    ``per_frame`` holds ``"init"``, ``"skip"``, ``"fail"``, ``"nogt"`` (no annotation: tracked,
+    not judged) or the overlap (a float; ``None`` for a burn-in frame, whose overlap is in
+    ``burn_in_overlaps``).
     """
-    frames: list[Any] = ["skip"] * n_frames
+    per_frame: list[Any] = ["skip"] * n_frames
     burn_in: dict[int, float] = {}
     failures: list[int] = []
     next_init, since_init = 0, 0
     for f in range(n_frames):
         if f < next_init:
             continue
+        valid = valid_groundtruth(groundtruth[f])
         if f == next_init:
+            if not valid:  # nothing to initialise from: try the next frame
+                next_init += 1
+                continue
             init(f)
-            frames[f], since_init = "init", 1
+            per_frame[f], since_init = "init", 1
             continue
-        overlap = polygon_iou(step(f), groundtruth[f], bounds)
+        prediction = step(f)
+        if not valid:  # no annotation: tracked, but neither a failure nor counted
+            per_frame[f] = "nogt"
+            since_init += 1
+            continue
+        overlap = polygon_iou(prediction, groundtruth[f], bounds)
         if overlap <= 0:
-            frames[f] = "fail"
+            per_frame[f] = "fail"
             failures.append(f)
             next_init = f + SKIP
             continue
         if since_init < BURN_IN:
             burn_in[f] = overlap
-            frames[f] = None
+            per_frame[f] = None
         else:
-            frames[f] = overlap
+            per_frame[f] = overlap
         since_init += 1
-    counted = [v for v in frames if isinstance(v, float)]
+    counted = [v for v in per_frame if isinstance(v, float)]
     return {"failures": len(failures), "failure_frames": failures,
             "accuracy": float(np.mean(counted)) if counted else None, "counted_frames": len(counted),
-            "frames": frames, "burn_in_overlaps": {str(k): v for k, v in burn_in.items()}}
+            "per_frame": per_frame, "burn_in_overlaps": {str(k): v for k, v in burn_in.items()}}
 
 
 def restart_summary(sequences: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Pooled accuracy over every counted frame, failures in total and per sequence."""
-    counted = [v for s in sequences for v in s["frames"] if isinstance(v, float)]
+    counted = [v for s in sequences for v in s["per_frame"] if isinstance(v, float)]
     failures = sum(s["failures"] for s in sequences)
     return {"accuracy": float(np.mean(counted)) if counted else None,
             "robustness": failures / len(sequences), "failures": failures,

@@ -76,6 +76,28 @@ def davis_layout(root: Path, resolution: str = "480p") -> tuple[Path, Path]:
     return img, ann
 
 
+def split_sequences(root: str | Path, split: str) -> list[str]:
+    """Sequence names of a DAVIS split file: ``ImageSets/{2016,2017,480p}/<split>.txt``.
+
+    DAVIS-2017 lists one name per line; the DAVIS-2016 package lists frame paths
+    (``/JPEGImages/480p/<seq>/00000.jpg /Annotations/...``), one line per frame.
+    """
+    root = Path(root)
+    candidates = [root / "ImageSets" / d / f"{split}.txt" for d in ("2016", "2017", "480p")]
+    path = next((p for p in candidates if p.is_file()), None)
+    if path is None:
+        raise SiamtrackError(f"no {split}.txt in {root / 'ImageSets'} (2016/, 2017/ or 480p/)")
+    names: list[str] = []
+    for line in path.read_text().splitlines():
+        first = line.strip().split(" ")[0]
+        if not first:
+            continue
+        name = Path(first).parent.name if "/" in first else first
+        if name not in names:
+            names.append(name)
+    return names
+
+
 def fuse_results(results: list, shape: tuple[int, int], ids: list[int]) -> np.ndarray:
     """One label image (object ids) from per-object results, as the official SiamMask DAVIS test.
 
@@ -186,19 +208,20 @@ def _davis_sequence(name: str, frames: list[Path], anns: list[Path], tracker: An
     f_vals: dict[int, list[float]] = {i: [] for i in ids}
     last_scored = len(frames) - 2
     for t in range(1, len(frames)):
-        if tracker is not None:
+        scored = t <= last_scored
+        if tracker is not None:  # the last frame is tracked too (speed, saved masks), not scored
             image = read_image(frames[t])
             label = fuse_results(clock.track(tracker, image), image.shape[:2], present)
             if save_masks is not None:
                 write_label_png(Path(save_masks) / name / anns[t].name, label)
             pred = {i: label == i for i in ids}
-        elif t <= last_scored:
+        elif scored:
             path = Path(pred_dir) / name / anns[t].name
             if not path.is_file():
                 raise SiamtrackError(f"missing prediction {path}")
             pred = pred_objects(read_label_mask(path), len(ids), path)
-        if t > last_scored:
-            continue
+        if not scored:
+            break
         gt_label = read_label_mask(anns[t])
         for i in ids:
             gt = dv.label_object_mask(gt_label, i, binary)
@@ -281,6 +304,8 @@ def evaluate_boxes(root: str | Path, tracker: Any, *, restart: bool = False, seq
             res = bx.vot_restart(len(frames), polys, init, step, bounds=(shape[1], shape[0]))
             per_seq[name] = {**info, **res}
         else:
+            if not bx.valid_groundtruth(polys[0]):
+                raise SiamtrackError(f"{name}: the first frame has no ground-truth box to start from")
             first = init_box(0)
             tracker.init(read_image(frames[0]), [first])
             preds = [bx.box_polygon(first)]

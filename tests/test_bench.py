@@ -1,0 +1,142 @@
+"""``siamtrack bench``: CPU description parsing, the peak estimate, timing bookkeeping, and one tiny run."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from siamtrack import bench
+from siamtrack.cli import cli
+from siamtrack.commands.bench import _frames, parse_size
+
+INTEL = """processor\t: 0
+vendor_id\t: GenuineIntel
+cpu family\t: 6
+model name\t: Intel(R) Xeon(R) Platinum 8480+
+cpu MHz\t\t: 2000.000
+flags\t\t: fpu sse2 avx fma avx2 avx512f avx512_bf16 amx_bf16 amx_tile
+processor\t: 1
+model name\t: Intel(R) Xeon(R) Platinum 8480+
+"""
+ZEN4 = """vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model name\t: AMD EPYC 9654 96-Core Processor
+cpu MHz\t\t: 2400.000
+flags\t\t: fpu sse2 avx fma avx2 avx512f avx512_bf16
+"""
+OLD = """vendor_id\t: GenuineIntel
+model name\t: Old CPU
+flags\t\t: fpu sse2 avx fma avx2
+"""
+
+
+def test_parse_cpu_info_reads_model_clock_and_bf16_flags():
+    info = bench.parse_cpu_info(INTEL, "CPU max MHz:                     3800.0000\n")
+    assert info["model"] == "Intel(R) Xeon(R) Platinum 8480+"
+    assert info["mhz"] == 3800.0 and "lscpu" in info["mhz_source"]  # the max clock wins over the current one
+    assert info["avx512_bf16"] and info["amx_bf16"] and info["native_bf16"]
+    zen = bench.parse_cpu_info(ZEN4)
+    assert zen["family"] == 25 and zen["mhz"] == 2400.0 and not zen["amx_bf16"] and zen["native_bf16"]
+    old = bench.parse_cpu_info(OLD)
+    assert old["mhz"] is None and not old["native_bf16"]
+
+
+def test_peak_estimate_from_cores_clock_and_simd():
+    intel, zen, old = (bench.parse_cpu_info(t) for t in (INTEL, ZEN4, OLD))
+    assert bench.flops_per_cycle(intel, half=False)[0] == 64  # 2 x 512-bit FMA x 16 lanes x 2
+    assert bench.flops_per_cycle(intel, half=True)[0] == 1024  # AMX
+    assert bench.flops_per_cycle(zen, half=False)[0] == 32  # Zen 4: 512-bit FMAs at half rate
+    assert bench.flops_per_cycle(zen, half=True)[0] == 64
+    assert bench.flops_per_cycle(old, half=False)[0] == 32
+    peak, why = bench.peak_flops(zen, cores=4, half=False)
+    assert peak == pytest.approx(4 * 2.4e9 * 32) and "4 core(s)" in why and "2400 MHz" in why
+    assert bench.peak_flops(old, cores=1, half=False)[0] is None
+    assert bench.gpu_peak("NVIDIA H100 80GB HBM3", half=True)[0] == 989e12
+    assert bench.gpu_peak("NVIDIA H100 PCIe", half=False)[0] == 51e12
+    assert bench.gpu_peak("Some GPU", half=False)[0] is None
+
+
+def test_percentiles_in_milliseconds():
+    p = bench.percentiles([i / 1000 for i in range(1, 12)])  # 1..11 ms
+    assert p["median_ms"] == pytest.approx(6.0)
+    assert p["p10_ms"] == pytest.approx(2.0) and p["p90_ms"] == pytest.approx(10.0)
+    assert p["mean_ms"] == pytest.approx(6.0)
+
+
+class CountingTracker:
+    """Reports scripted stage times (the n-th track step takes n ms per stage) and logs the call order."""
+
+    def __init__(self, name, log):
+        self.name, self.log = name, log
+        self.profile = False
+        self.steps = 0
+        self.last_timings: dict[str, float] = {}
+
+    def init(self, frame, boxes):
+        self.log.append((self.name, "init"))
+        self.last_timings = {"crop": 0.001, "backbone": 0.002}
+
+    def track(self, frame):
+        assert self.profile
+        self.log.append((self.name, "track"))
+        self.steps += 1
+        stages = {s: self.steps / 1000 for s in ("crop", "backbone", "heads", "refine", "post")}
+        self.last_timings = {**stages, "total": 5 * self.steps / 1000}
+
+
+def test_cases_are_interleaved_and_warmup_is_not_timed():
+    log: list = []
+    cases = [bench.Case(CountingTracker("a", log)), bench.Case(CountingTracker("b", log))]
+    frames = [np.zeros((4, 4, 3), np.uint8)] * 9  # 1 init + 3 warm-up + 5 timed
+    bench.time_cases(cases, frames, [(0, 0, 2, 2)], warmup=3, init_repeats=4)
+    assert log[:4] == [("a", "init"), ("b", "init"), ("a", "init"), ("b", "init")]
+    assert log[10:14] == [("a", "track"), ("b", "track"), ("a", "track"), ("b", "track")]
+    for case in cases:
+        assert case.tracker.steps == 8 and len(case.wall) == 5 and not case.tracker.profile
+        assert np.median(case.stages["heads"]) == pytest.approx(0.006)  # steps 4..8 were timed
+        assert len(case.init["total"]) == 4 and case.init["backbone"] == [0.002] * 4
+    with pytest.raises(ValueError):
+        bench.time_cases(cases, frames[:3], [(0, 0, 2, 2)], warmup=3)
+
+
+def test_source_frames_loop_and_resize(tmp_path):
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"{i:03d}.png"), np.full((40, 60, 3), 50 * i, np.uint8))
+    images, boxes, described = _frames(str(tmp_path), 7, (30, 20), ())
+    assert len(images) == 7 and images[0].shape == (20, 30, 3)
+    assert int(images[4][0, 0, 0]) == 50  # frame 4 is frame 1 again
+    assert boxes == [(10.0, 20 / 3, 10.0, 20 / 3)] and "looped" in described
+    assert parse_size("854x480") == (854, 480)
+
+
+@pytest.mark.slow
+def test_bench_command_on_the_generated_clip(tmp_path):
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(cli, ["bench", "--arch", "siammask_lite", "--frames", "2", "--warmup", "1", "--size",
+                                      "320x240", "--threads", "1", "--precision", "fp32-reference,fp32", "--device",
+                                      "cpu", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert "random weights" in report["note"] and report["arch"] == "siammask_lite"
+    assert [r["precision"] for r in report["results"]] == ["fp32-reference", "fp32"]
+    for r in report["results"]:
+        assert set(r["stages"]) == {"crop", "backbone", "heads", "refine", "post", "total"}
+        assert r["timed_frames"] == 2 and r["threads"] == 1
+        assert r["stages"]["backbone"]["median_ms"] < r["stages"]["total"]["median_ms"]
+        assert r["fps"] > 0 and r["flops_per_frame"] > 1e8 and r["fraction_of_gemm"] > 0
+    # The reference path recomputes the template-side work every frame: more FLOPs per step.
+    assert report["results"][0]["flops_per_frame"] > report["results"][1]["flops_per_frame"]
+    assert report["peak_rss_mb"] > 50 and report["objects"] == 1
+    assert report["cpu"]["model"] and "avx512_bf16" in report["cpu"] and "amx_bf16" in report["cpu"]
+    assert "GFLOP/frame" in result.output and "bf16" in result.output
+
+
+def test_bench_option_errors_are_one_line():
+    result = CliRunner().invoke(cli, ["bench", "--precision", "fp32,int8"])
+    assert result.exit_code == 2 and "int8" in result.output
+    result = CliRunner().invoke(cli, ["bench", "--threads", "two"])
+    assert result.exit_code == 2 and "thread" in result.output
