@@ -147,3 +147,38 @@ def test_init_reads_a_bare_imagenet_resnet_into_the_sharp_backbone(tmp_path):
     cfg.write_text('[model]\narch = "siammask_sharp"\ninit = "imagenet"\n')
     with pytest.raises(SiamtrackError, match="only bundled for siammask_lite"):
         init_model(RunConfig.load(cfg))
+
+
+def test_davis_split_file_selects_the_train_sequences(tmp_path):
+    for name in ("a", "b", "c"):
+        _jpg(tmp_path / "JPEGImages" / "480p" / name / "00000.jpg")
+        _palette_png(tmp_path / "Annotations" / "480p" / name / "00000.png", _two_objects(0))
+    (tmp_path / "ImageSets" / "2017").mkdir(parents=True)
+    (tmp_path / "ImageSets" / "2017" / "train.txt").write_text("a\nc\n")
+    tracks = ds.davis_tracks(tmp_path, split="ImageSets/2017/train.txt")
+    assert [t.name for t in tracks] == ["a/1", "c/1"]
+    assert [t.name for t in ds.davis_tracks(tmp_path, split="ImageSets/2017/train.txt", exclude=["a"])] == ["c/1"]
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # inside pycocotools, numpy 2
+def test_coco_json_instances_skip_crowds_and_small_objects(tmp_path):
+    pytest.importorskip("pycocotools")
+    _jpg(tmp_path / "train2017" / "1.jpg", 100, 120)
+    poly = [20.0, 10.0, 80.0, 10.0, 80.0, 60.0, 20.0, 60.0]
+    anns = [
+        {"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "area": 3000.0, "bbox": [20, 10, 60, 50],
+         "segmentation": [poly]},
+        {"id": 2, "image_id": 1, "category_id": 1, "iscrowd": 0, "area": 20.0, "bbox": [0, 0, 4, 5],
+         "segmentation": [[0.0, 0.0, 4.0, 0.0, 4.0, 5.0, 0.0, 5.0]]},
+        {"id": 3, "image_id": 1, "category_id": 1, "iscrowd": 1, "area": 3000.0, "bbox": [20, 10, 60, 50],
+         "segmentation": [poly]},
+    ]
+    coco = {"images": [{"id": 1, "file_name": "1.jpg", "width": 120, "height": 100}], "annotations": anns,
+            "categories": [{"id": 1, "name": "thing"}]}
+    (tmp_path / "instances.json").write_text(json.dumps(coco))
+    (track,) = ds.coco_json_tracks(tmp_path / "instances.json", tmp_path / "train2017")
+    assert track.name == "coco/1" and track.has_masks
+    mask = ds.FrameCache().mask(track, 0)
+    assert mask.shape == (100, 120) and set(np.unique(mask)) == {0, 255}
+    x, y, w, h = ds.mask_box(mask)
+    np.testing.assert_allclose([x, y, x + w, y + h], [20, 10, 80, 60], atol=1.5)

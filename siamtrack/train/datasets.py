@@ -90,10 +90,17 @@ def _tracks_from_masks(name: str, frames: list[Path], masks: list[Path]) -> list
 
 
 def davis_tracks(root: str | Path, resolution: str = "480p", sequences: Iterable[str] | None = None,
-                 exclude: Iterable[str] = ()) -> list[Track]:
+                 exclude: Iterable[str] = (), split: str | None = None) -> list[Track]:
     """DAVIS layout (``JPEGImages/<res>/<seq>``, ``Annotations/<res>/<seq>``) or the per-sequence
-    layout of ``shared/train_data/videos`` (``<seq>/JPEGImages``, ``<seq>/Annotations``)."""
+    layout of ``shared/train_data/videos`` (``<seq>/JPEGImages``, ``<seq>/Annotations``).
+
+    ``split`` names a file under ``root`` listing the sequences to use, one per line (DAVIS's
+    ``ImageSets/2017/train.txt``), so a full DAVIS download trains on its train split only.
+    """
     root = Path(root)
+    if split is not None:
+        listed = (root / split).read_text().split()
+        sequences = listed if sequences is None else [s for s in sequences if s in set(listed)]
     if (root / "JPEGImages").is_dir():
         img_root, ann_root = root / "JPEGImages", root / "Annotations"
         if (img_root / resolution).is_dir():

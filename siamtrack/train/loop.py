@@ -312,14 +312,19 @@ def init_model(run: RunConfig) -> nn.Module:
     return model
 
 
-def validate(model: nn.Module, run: RunConfig) -> dict[str, float]:
-    """Mean mask IoU (J) of the real tracker on held-back training sequences."""
+def validate(model: nn.Module, run: RunConfig, device: torch.device | None = None) -> dict[str, float]:
+    """Mean mask IoU (J) of the real tracker on held-back training sequences.
+
+    Runs on the training device: under DDP the other ranks wait for rank 0 in the next
+    gradient all-reduce, so validation must stay well inside the collective timeout.
+    """
     import copy
 
     from siamtrack.tracker import Tracker
 
+    dev = device or torch.device("cpu")
     tracks = ds.davis_tracks(run.val.root, sequences=run.val.sequences)
-    tracker = Tracker(copy.deepcopy(model).cpu().eval(), run.preset or "davis", device="cpu", precision="fp32")
+    tracker = Tracker(copy.deepcopy(model).to(dev).eval(), run.preset or "davis", device=str(dev), precision="fp32")
     cache = ds.FrameCache(1 << 28)
     out = {}
     for track in tracks:
@@ -334,6 +339,29 @@ def validate(model: nn.Module, run: RunConfig) -> dict[str, float]:
             ious.append(1.0 if union == 0 else np.count_nonzero(gt & res.mask) / union)
         out[track.name] = float(np.mean(ious)) if ious else 0.0
     return out
+
+
+# What may change between the chunks of one run: bookkeeping, not the pairs or the schedule.
+RESUMABLE_CHANGES = {"train": {"workers", "checkpoint_every", "log_every", "threads", "precision"}, "val": None}
+
+
+def _check_same_recipe(saved: dict[str, Any], current: dict[str, Any], ckpt: Path) -> None:
+    """Refuse to resume with a config whose data, augmentation or schedule differ from the run's:
+    the resumed run would silently stop being the run it continues."""
+    def recipe(raw: dict[str, Any]) -> dict[str, Any]:
+        out = {}
+        for section, value in raw.items():
+            if section in RESUMABLE_CHANGES and RESUMABLE_CHANGES[section] is None:
+                continue
+            skip = RESUMABLE_CHANGES.get(section) or set()
+            out[section] = {k: v for k, v in value.items() if k not in skip} if isinstance(value, dict) else value
+        return out
+
+    old, new = recipe(saved), recipe(current)
+    if saved and old != new:
+        changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+        raise SiamtrackError(f"{ckpt}: the config's [{'], ['.join(changed)}] differ from the run being resumed; "
+                             "restore them or train into a new --out folder")
 
 
 def train(config_path: str | Path, out_dir: str | Path, *, resume: bool = False, device: str = "cpu",
@@ -353,6 +381,14 @@ def train(config_path: str | Path, out_dir: str | Path, *, resume: bool = False,
             dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
         if dev.type == "cuda":
             dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    if dev.type == "cpu" and cfg.precision == "fp16":
+        raise SiamtrackError("fp16 training is for CUDA; on a CPU use bf16 (native bf16 CPUs) or fp32")
+    if dev.type == "cpu" and cfg.precision == "bf16":
+        from siamtrack.engine import cpu_has_native_bf16
+
+        if not cpu_has_native_bf16():
+            raise SiamtrackError("this CPU has no native bf16 (AVX512-BF16 or AMX): bf16 would be emulated "
+                                 "and slower; use --precision fp32")
     if cfg.batch_size % (world * cfg.accumulate):
         raise SiamtrackError(f"batch_size {cfg.batch_size} is not divisible by {world} processes x "
                              f"{cfg.accumulate} accumulation steps")
@@ -366,11 +402,16 @@ def train(config_path: str | Path, out_dir: str | Path, *, resume: bool = False,
     model = init_model(run).to(dev)
     optimizer = torch.optim.SGD(param_groups(model, cfg), lr=cfg.base_lr, momentum=cfg.momentum,
                                 weight_decay=cfg.weight_decay)
+    scaler = torch.amp.GradScaler(enabled=cfg.precision == "fp16")
     start = 0
     if resume and ckpt.is_file():
-        model.load_state_dict(torch.load(ckpt, map_location=dev, weights_only=True)["state_dict"])
+        saved = torch.load(ckpt, map_location=dev, weights_only=True)
+        _check_same_recipe(saved.get("train_config", {}), run.raw, ckpt)
+        model.load_state_dict(saved["state_dict"])
         state = torch.load(optim_path, map_location=dev, weights_only=True)
         optimizer.load_state_dict(state["optimizer"])
+        if "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
         start = int(state["step"])
     end = cfg.steps if max_steps is None else min(cfg.steps, start + max_steps)
 
@@ -387,7 +428,6 @@ def train(config_path: str | Path, out_dir: str | Path, *, resume: bool = False,
     amp = (torch.autocast(dev.type, dtype=torch.bfloat16) if cfg.precision == "bf16"
            else torch.autocast(dev.type, dtype=torch.float16) if cfg.precision == "fp16"
            else contextlib.nullcontext())
-    scaler = torch.amp.GradScaler(enabled=cfg.precision == "fp16")
     step = start
     with (bar or contextlib.nullcontext()), open(log_path, "a") if is_main else contextlib.nullcontext() as log:
         batches = iter(loader)
@@ -430,9 +470,10 @@ def train(config_path: str | Path, out_dir: str | Path, *, resume: bool = False,
                     log.flush()
                 if done % cfg.checkpoint_every == 0 or done == end:
                     save_atomic(checkpoint_payload(model, run, done), ckpt)
-                    save_atomic({"optimizer": optimizer.state_dict(), "step": done}, optim_path)
+                    save_atomic({"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "step": done},
+                                optim_path)
                 if run.val.every and run.val.root and (done % run.val.every == 0 or done == cfg.steps):
-                    scores = validate(model, run)
+                    scores = validate(model, run, dev)
                     log.write(json.dumps({"step": done, "val_J": round(float(np.mean(list(scores.values()))), 4),
                                           "val": {k: round(v, 4) for k, v in scores.items()}}) + "\n")
                     log.flush()

@@ -7,9 +7,12 @@ Crops: the template is the tracker's exemplar window (context 0.5) with a small 
 scale jitter; the search region is the tracker's search window around the target with
 shift up to 64 px and scale up to 0.18 (in 255-crop pixels). Both go through
 :func:`siamtrack.geometry.context_crop`, so for zero jitter a training crop *is* the
-tracker's crop. Data multiplication for small data: random affine warps of the search
-frame (stills become pairs), objects pasted as distractors, photometric jitter, blur,
-grey-scale and flips.
+tracker's crop. Data multiplication for small data (issue 7, each optional): random affine
+and elastic warps of the search frame and its mask (stills become pairs), the masked target
+pasted onto another training frame (new background, that frame's objects as distractors),
+other objects pasted into the search crop as distractors, photometric jitter, blur,
+grey-scale and flips. An augmentation whose probability is 0 draws no random numbers, so
+turning a new one off keeps the pairs of existing recipes unchanged.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import cv2
 import numpy as np
 
 from siamtrack import geometry as geo
-from siamtrack.train.datasets import FrameCache, Track
+from siamtrack.train.datasets import FrameCache, Track, mask_box
 
 
 @dataclass
@@ -38,6 +41,9 @@ class AugmentConfig:
     affine_rotate: float = 20.0
     affine_shear: float = 0.15
     distractor: float = 0.25  # probability of pasting another object into the search crop
+    elastic: float = 0.0  # probability of a smooth elastic warp of the search frame (masked targets)
+    elastic_strength: float = 0.06  # displacement standard deviation, as a fraction of the target size
+    paste: float = 0.0  # probability of moving the masked target onto another frame for the search image
 
 
 @dataclass
@@ -94,8 +100,6 @@ def random_affine(rng: np.random.Generator, image: np.ndarray, mask: np.ndarray 
     warped = cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     if mask is not None:
         wmask = cv2.warpAffine(mask, m, (w, h), flags=cv2.INTER_NEAREST, borderValue=0)
-        from siamtrack.train.datasets import mask_box
-
         mb = mask_box(wmask)
         if mb is not None:
             return warped, wmask, np.asarray(mb)
@@ -106,6 +110,25 @@ def random_affine(rng: np.random.Generator, image: np.ndarray, mask: np.ndarray 
     x0, y0 = pts.min(axis=0)
     x1, y1 = pts.max(axis=0)
     return warped, None, np.array([x0, y0, x1 - x0, y1 - y0])
+
+
+def elastic_warp(rng: np.random.Generator, image: np.ndarray, mask: np.ndarray, box: np.ndarray,
+                 strength: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bend a frame and its mask with a smooth random displacement field (a new shape of the
+    same object); the box is re-read from the warped mask."""
+    h, w = image.shape[:2]
+    amp = strength * max(box[2], box[3])
+    coarse = rng.normal(0.0, amp, size=(2, 4, 4)).astype(np.float32)
+    dx = cv2.resize(coarse[0], (w, h), interpolation=cv2.INTER_CUBIC)
+    dy = cv2.resize(coarse[1], (w, h), interpolation=cv2.INTER_CUBIC)
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    mx, my = gx + dx, gy + dy
+    warped = cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    wmask = cv2.remap(mask, mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    mb = mask_box(wmask)
+    if mb is None:
+        return image, mask, box
+    return warped, wmask, np.asarray(mb)
 
 
 def photometric(rng: np.random.Generator, image: np.ndarray, cfg: AugmentConfig, gray: bool) -> np.ndarray:
@@ -147,6 +170,7 @@ class PairSampler:
         self.seed = seed
         self.cache = FrameCache(cache_bytes)
         self._masked = [(s, t) for s in self.specs if s.has_masks for t in s.tracks if t.has_masks]
+        self._several_tracks = sum(len(s.tracks) for s in self.specs) > 1
 
     def _pick(self, rng: np.random.Generator) -> tuple[DatasetSpec, Track]:
         spec = self.specs[int(rng.choice(len(self.specs), p=self.weights))]
@@ -164,6 +188,8 @@ class PairSampler:
         negative = rng.random() < self.neg_prob
         if negative:
             _, s_track = self._pick(rng)
+            while s_track is track and self._several_tracks:  # redrawn only then: other pairs stay as they were
+                _, s_track = self._pick(rng)
             s_idx = int(s_track.valid[rng.integers(s_track.valid.size)])
         else:
             s_track = track
@@ -174,6 +200,11 @@ class PairSampler:
         s_img, s_mask, s_box = self._frame(s_track, s_idx)
         if not negative and rng.random() < aug.affine:
             s_img, s_mask, s_box = random_affine(rng, s_img, s_mask, s_box, aug)
+        if not negative and s_mask is not None:
+            if aug.paste and rng.random() < aug.paste:
+                s_img, s_mask, s_box = self._paste_target(rng, s_img, s_mask, s_box)
+            if aug.elastic and rng.random() < aug.elastic:
+                s_img, s_mask, s_box = elastic_warp(rng, s_img, s_mask, s_box, aug.elastic_strength)
 
         t_center, t_size = geo.xywh_to_center(t_box)
         zc, zside = _jitter_crop(rng, t_center, geo.context_size(t_size), geo.EXEMPLAR_SIZE,
@@ -204,6 +235,32 @@ class PairSampler:
             w = geo.INSTANCE_SIZE - 1
             box = np.array([w - box[2], box[1], w - box[0], box[3]], dtype=np.float32)
         return Pair(template, search, box, mask, negative)
+
+    def _paste_target(self, rng: np.random.Generator, image: np.ndarray, mask: np.ndarray,
+                      box: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Cut the masked target out and paste it, rescaled, at a random place of another
+        training frame: the same object on a new background, among that frame's objects."""
+        _, track = self._pick(rng)
+        bg = self.cache.frame(track.frames[int(track.valid[rng.integers(track.valid.size)])])
+        bh, bw = bg.shape[:2]
+        obj = mask_box(mask)
+        if obj is None:
+            return image, mask, box
+        x, y, w, h = (int(v) for v in obj)
+        scale = min(math.exp(rng.uniform(-0.3, 0.3)), 0.8 * bw / w, 0.8 * bh / h)
+        nw, nh = max(int(round(w * scale)), 2), max(int(round(h * scale)), 2)
+        patch = cv2.resize(image[y:y + h, x:x + w], (nw, nh), interpolation=cv2.INTER_LINEAR)
+        alpha = cv2.resize(mask[y:y + h, x:x + w], (nw, nh), interpolation=cv2.INTER_NEAREST)
+        x0, y0 = int(rng.integers(0, bw - nw + 1)), int(rng.integers(0, bh - nh + 1))
+        out = bg.copy()
+        region = out[y0:y0 + nh, x0:x0 + nw]
+        region[alpha > 127] = patch[alpha > 127]
+        new_mask = np.zeros((bh, bw), np.uint8)
+        new_mask[y0:y0 + nh, x0:x0 + nw] = alpha
+        new_box = mask_box(new_mask)
+        if new_box is None:
+            return image, mask, box
+        return out, new_mask, np.asarray(new_box)
 
     def _paste_distractor(self, rng: np.random.Generator, search: np.ndarray,
                           mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
