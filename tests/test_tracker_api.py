@@ -230,7 +230,7 @@ def test_target_driven_out_of_the_frame(tracker):
         unclipped.append(tracker.last_steps[0].unclipped_size.copy())
 
     tracker.init(frame_with_square(280, 200), (300, 226, 18, 12))  # a tiny target in the corner
-    for frame in (frame_with_square(0, 0), BLACK, BLACK):  # it jumps to the other corner, then is gone
+    for frame in (frame_with_square(0, 0), BLACK):  # it jumps to the other corner, then is gone
         step(frame)
     tracker.states[0].center = np.array([-80.0, H + 60.0])  # as if a fast motion had carried it out
     step(BLACK)
