@@ -31,6 +31,7 @@ weights: setup
 	$(VENV)/bin/siamtrack weights list
 
 demo: setup weights
+	$(PIP_INSTALL) -e ".[demo]"
 	$(VENV)/bin/siamtrack demo
 
 bench: setup

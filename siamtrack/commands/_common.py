@@ -1,13 +1,21 @@
-"""Options and helpers shared by the commands: boxes, model choice, run folders, the tracking loop."""
+"""Options and helpers shared by the commands: boxes, model choice, output folders, progress, signals.
+
+Nothing heavy is imported at module level, so ``siamtrack --help`` stays instant.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import math
 import os
+import re
+import shutil
+import signal
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,62 +23,69 @@ import click
 
 from siamtrack.errors import SiamtrackError
 
+PRESET_NAMES = ("davis", "vot", "vot18", "pysot", "lite")  # siamtrack.tracker.PRESETS (checked by a test)
+PRECISIONS = ("auto", "fp32", "fp32-reference", "bf16", "fp16")
+Box = tuple[float, float, float, float]
 
-def parse_bbox(text: str) -> tuple[float, float, float, float]:
-    """``x,y,w,h`` (commas or spaces) -> floats; a click error otherwise."""
-    parts = [p for p in text.replace(" ", ",").split(",") if p]
+
+def parse_bbox(text: str) -> Box:
+    """``x,y,w,h`` (commas and/or spaces) -> floats; a click error naming --bbox otherwise."""
+    parts = [p for p in re.split(r"[,\s]+", text.strip()) if p]
     try:
         values = tuple(float(p) for p in parts)
     except ValueError:
         raise click.BadParameter(f"{text!r} is not x,y,w,h (four numbers)", param_hint="--bbox") from None
     if len(values) != 4:
         raise click.BadParameter(f"{text!r} has {len(values)} numbers; expected x,y,w,h", param_hint="--bbox")
+    if not all(math.isfinite(v) for v in values):
+        raise click.BadParameter(f"{text!r} is not x,y,w,h (four finite numbers)", param_hint="--bbox")
     if values[2] <= 0 or values[3] <= 0:
         raise click.BadParameter(f"{text!r} has zero or negative width/height", param_hint="--bbox")
-    return values
+    return values  # type: ignore[return-value]
 
 
 def bbox_option(required: bool = False) -> Callable:
     return click.option("--bbox", "bboxes", multiple=True, required=required, metavar="X,Y,W,H",
-                        help="Initial box on the first frame; repeat for several objects.")
+                        help="Box on the first frame (pixels, top-left corner); repeat for several objects.")
 
 
 def model_options(func: Callable) -> Callable:
     """--model / --checkpoint / --preset / --device / --precision."""
     options = [
         click.option("--model", default=None, metavar="NAME",
-                     help="Registry model (see `siamtrack weights list`); default: the shipped siammask-lite."),
+                     help="Registry model (see `siamtrack weights list`); default: the registry's default."),
         click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
                      help="A checkpoint file to use instead of a registry model."),
-        click.option("--preset", type=click.Choice(["davis", "vot", "vot18", "pysot"]), default=None,
+        click.option("--preset", type=click.Choice(PRESET_NAMES), default=None,
                      help="Tracking hyper-parameters (default: the model's own)."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
-        click.option("--precision", type=click.Choice(["auto", "fp32", "fp32-reference", "bf16", "fp16"]),
-                     default="auto", show_default=True, help="Network precision (see the README)."),
+        click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+                     help="Network precision (see the README)."),
     ]
     for opt in reversed(options):
         func = opt(func)
     return func
 
 
-def make_tracker(model: str | None, checkpoint: str | None, preset: str | None, device: str, precision: str):
+def make_tracker(model: str | None, checkpoint: str | None, preset: str | None, device: str, precision: str) -> Any:
     """The tracker the options ask for (torch is imported here, not at CLI start-up)."""
-    from siamtrack.tracker import Tracker
-
     if model and checkpoint:
         raise click.UsageError("give --model or --checkpoint, not both")
+    from siamtrack.tracker import Tracker
+
     if checkpoint:
         return Tracker.from_checkpoint(checkpoint, preset=preset, device=device, precision=precision)
     return Tracker.from_pretrained(model, preset=preset, device=device, precision=precision)
 
 
 def has_display() -> bool:
+    """Whether a window can be opened (on Linux: an X11 or Wayland display is set)."""
     if sys.platform.startswith("linux"):
         return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
     return True
 
 
-def select_boxes(frame, title: str = "siamtrack: draw boxes, Enter to start") -> list[tuple[float, ...]]:
+def select_boxes(frame: Any, title: str = "siamtrack: drag boxes (Enter after each), Esc to start") -> list[Box]:
     """Interactive selection of one or several boxes on a frame (OpenCV window)."""
     if not has_display():
         raise SiamtrackError("no display for interactive selection; pass the box with --bbox x,y,w,h")
@@ -81,15 +96,21 @@ def select_boxes(frame, title: str = "siamtrack: draw boxes, Enter to start") ->
     except cv2.error as exc:
         raise SiamtrackError(f"cannot open a window for selection ({exc.err}); pass --bbox x,y,w,h") from None
     finally:
-        cv2.destroyAllWindows()
+        with contextlib.suppress(cv2.error):
+            cv2.destroyWindow(title)
     boxes = [tuple(float(v) for v in r) for r in rois if r[2] > 0 and r[3] > 0]
     if not boxes:
         raise SiamtrackError("no box was selected")
-    return boxes
+    return boxes  # type: ignore[return-value]
+
+
+def safe_name(name: str) -> str:
+    """A folder name from a source name (letters, digits, ``._-``)."""
+    return re.sub(r"[^\w.-]+", "_", name).strip("._") or "run"
 
 
 def new_run_dir(name: str, root: Path = Path("runs")) -> Path:
-    """``runs/<name>``, or ``runs/<name>2``, ``runs/<name>3``... whichever is free (never reused)."""
+    """``runs/<name>``, or ``runs/<name>2``, ``runs/<name>3``... whichever is free now (never reused)."""
     base = root / name
     candidate, n = base, 1
     while candidate.exists():
@@ -98,84 +119,137 @@ def new_run_dir(name: str, root: Path = Path("runs")) -> Path:
     return candidate
 
 
-def prepare_out_dir(out: str | None, name: str, overwrite: bool) -> Path:
-    """Validate the output folder choice without creating anything yet."""
-    if out is None:
-        return new_run_dir(name)
-    path = Path(out)
-    if path.exists() and not path.is_dir():
-        raise SiamtrackError(f"{path} exists and is not a folder")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise SiamtrackError(f"{path} already holds files; pass --overwrite to write into it")
-    return path
+class OutDir:
+    """Where a command will write, checked up front but created only once there is something to write.
+
+    Without ``--out``: a new numbered folder ``runs/<name>``, ``runs/<name>2``, ... claimed
+    atomically, so concurrent runs never share one. With ``--out``: that folder, which must
+    be empty unless ``overwrite``; then the outputs a run writes (``owned``) are replaced,
+    nothing else in it is touched.
+    """
+
+    def __init__(self, out: str | Path | None, name: str, overwrite: bool, *, owned: Sequence[str] = (),
+                 root: Path = Path("runs")) -> None:
+        self.requested = Path(out) if out is not None else None
+        self.name = safe_name(name)
+        self.overwrite = overwrite
+        self.owned = tuple(owned)
+        self.root = root
+        self.path: Path | None = None
+        p = self.requested
+        if p is not None:
+            if p.exists() and not p.is_dir():
+                raise SiamtrackError(f"{p} exists and is not a folder")
+            if p.is_dir() and any(p.iterdir()) and not overwrite:
+                raise SiamtrackError(f"{p} already holds files; pass --overwrite to write into it")
+
+    def create(self) -> Path:
+        try:
+            if self.requested is None:
+                self.path = self._claim()
+            else:
+                self.path = self.requested
+                self.path.mkdir(parents=True, exist_ok=True)
+                for name in self.owned:
+                    target = self.path / name
+                    if target.is_dir() and not target.is_symlink():
+                        shutil.rmtree(target)
+                    elif target.exists() or target.is_symlink():
+                        target.unlink()
+            probe = self.path / ".siamtrack-write-test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            where = self.path or self.requested or self.root
+            raise SiamtrackError(f"cannot write to {where} ({exc.strerror or exc})") from None
+        return self.path
+
+    def _claim(self) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        while True:
+            candidate = new_run_dir(self.name, self.root)
+            try:
+                candidate.mkdir()
+                return candidate
+            except FileExistsError:
+                continue  # taken between the look and the mkdir by another run
 
 
-def create_out_dir(path: Path) -> Path:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise SiamtrackError(f"cannot write to {path} ({exc.strerror})") from None
-    return path
-
-
-def init_tracker(tracker, frame, boxes) -> None:
-    """``tracker.init`` with clipping warnings printed as one line each."""
+def init_tracker(tracker: Any, frame: Any, boxes: Sequence[Box]) -> list[int]:
+    """``tracker.init`` with its warnings (a box clipped to the frame) printed as one line each."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        tracker.init(frame, list(boxes))
+        ids = tracker.init(frame, [tuple(b) for b in boxes])
     for w in caught:
         click.echo(f"Warning: {w.message}", err=True)
+    return ids
+
+
+def first_frame(frames: Iterator) -> Any:
+    try:
+        return next(frames)
+    except StopIteration:
+        raise SiamtrackError("the source has no frames (at the requested start)") from None
+
+
+def console(stderr: bool = False) -> Any:
+    """A rich console at least 160 columns wide, so tables are not truncated when piped."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, width=max(Console(stderr=stderr).width, 160))
 
 
 class Progress:
-    """A rich progress bar with frames, fps and ETA (silent when quiet)."""
+    """A rich progress bar on stderr (frames, fps, elapsed, ETA); silent when ``quiet``."""
 
-    def __init__(self, total: int | None, quiet: bool) -> None:
+    def __init__(self, total: int | None, quiet: bool, label: str = "tracking") -> None:
         self.quiet = quiet
-        self.t0 = time.perf_counter()
         self.done = 0
+        self.t0: float | None = None
+        self.t_last: float | None = None
+        self._base = 0
         if not quiet:
+            from rich.console import Console
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
-                Progress,
                 TextColumn,
                 TimeElapsedColumn,
                 TimeRemainingColumn,
             )
+            from rich.progress import Progress as RichProgress
 
-            self.bar = Progress(TextColumn("tracking"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("{task.fields[fps]} fps"), TimeElapsedColumn(), TimeRemainingColumn(),
-                                transient=False)
-            self.task = self.bar.add_task("track", total=total, fps="-")
+            self.bar = RichProgress(TextColumn(label), BarColumn(), MofNCompleteColumn(),
+                                    TextColumn("{task.fields[fps]} fps"), TimeElapsedColumn(), TimeRemainingColumn(),
+                                    console=Console(stderr=True))
+            self.task = self.bar.add_task(label, total=total, fps="-")
 
     def __enter__(self) -> Progress:
         if not self.quiet:
             self.bar.__enter__()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         if not self.quiet:
             self.bar.__exit__(*exc)
 
-    def advance(self) -> None:
-        self.done += 1
+    def start(self) -> None:
+        """Start the clock: frames done so far (the initialisation) are not counted in ``fps``."""
+        self.t0 = time.perf_counter()
+        self._base = self.done
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        self.t_last = time.perf_counter()
         if not self.quiet:
-            self.bar.update(self.task, advance=1, fps=f"{self.fps:.1f}")
+            self.bar.update(self.task, advance=n, fps=f"{self.fps:.1f}")
 
     @property
     def fps(self) -> float:
-        return self.done / max(time.perf_counter() - self.t0, 1e-9)
-
-
-def console(stderr: bool = False):
-    """A rich console at least 160 columns wide, so tables are not truncated when piped."""
-    from rich.console import Console
-
-    return Console(stderr=stderr, width=max(Console().width, 160))
+        """Frames per second since ``start``."""
+        if self.t0 is None or self.t_last is None or self.t_last <= self.t0:
+            return 0.0
+        return (self.done - self._base) / (self.t_last - self.t0)
 
 
 def summary_table(title: str, rows: list[tuple[str, Any]]) -> None:
@@ -187,18 +261,41 @@ def summary_table(title: str, rows: list[tuple[str, Any]]) -> None:
     console(stderr=True).print(table)
 
 
-def first_frame(frames: Iterator) -> Any:
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[dict[str, int]]:
+    """Within the block, SIGTERM (and SIGHUP) raise KeyboardInterrupt like Ctrl-C does, so a
+    command's ``finally`` finalises its outputs; yields ``{"signal": n}`` once one arrived."""
+    got: dict[str, int] = {}
+    names = [s for s in ("SIGTERM", "SIGHUP") if hasattr(signal, s)]
+    previous: dict[int, Any] = {}
+
+    def handler(signum: int, _frame: Any) -> None:
+        got["signal"] = signum
+        raise KeyboardInterrupt
+
     try:
-        return next(frames)
-    except StopIteration:
-        raise SiamtrackError("the source has no frames (at the requested start)") from None
+        for name in names:
+            sig = getattr(signal, name)
+            previous[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        previous.clear()
+    try:
+        yield got
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def interrupted_exit_code(got: dict[str, int]) -> int:
+    """128 + the signal number, as shells report (130 for Ctrl-C)."""
+    return 128 + got.get("signal", signal.SIGINT)
 
 
 def user_errors(func: Callable) -> Callable:
     """Turn SiamtrackError into a click error (one line, exit code 1) inside a command."""
 
     @functools.wraps(func)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except SiamtrackError as exc:

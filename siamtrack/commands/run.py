@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import click
 
 from siamtrack.commands._common import bbox_option, model_options, user_errors
 
-
-def box_record(obj_id: int, box: tuple[float, float, float, float]) -> dict:
-    """The frame-0 record of an object: its given box."""
-    import numpy as np
-
-    from siamtrack.geometry import RotatedBox, box_corners
-
-    x, y, w, h = box
-    pts = box_corners((x + w / 2, y + h / 2), (w, h))
-    rot = RotatedBox(pts, x + w / 2, y + h / 2, w, h, 0.0)
-    return {"obj_id": obj_id, "box": [round(float(v), 3) for v in box], "rotated": rot.to_dict(), "score": 1.0,
-            "mask_area": int(np.prod([max(int(round(w)), 0), max(int(round(h)), 0)])), "polygon_source": "init"}
+RUN_OUTPUTS = ("annotated.mp4", "masks", "tracks.json", "tracks.jsonl")
 
 
 @click.command()
@@ -25,126 +17,162 @@ def box_record(obj_id: int, box: tuple[float, float, float, float]) -> dict:
 @bbox_option()
 @model_options
 @click.option("--out", default=None, type=click.Path(file_okay=False),
-              help="Output folder (default: a new runs/<source-name>N folder).")
+              help="Output folder (default: a new numbered runs/<source-name> folder).")
 @click.option("--overwrite", is_flag=True, help="Allow writing into an existing, non-empty --out folder.")
-@click.option("--start", type=click.IntRange(min=0), default=0, show_default=True, help="First frame index.")
+@click.option("--start", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Index of the frame the boxes are drawn on.")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after this many frames.")
 @click.option("--no-video", is_flag=True, help="Do not write annotated.mp4.")
 @click.option("--no-masks", is_flag=True, help="Do not write mask PNGs.")
-@click.option("--show", is_flag=True, help="Show the annotated frames in a window while tracking.")
+@click.option("--show", is_flag=True, help="Show the annotated frames in a window while tracking (q or Esc stops).")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
 @user_errors
 def run(source: str, bboxes: tuple[str, ...], model: str | None, checkpoint: str | None, preset: str | None,
         device: str, precision: str, out: str | None, overwrite: bool, start: int, max_frames: int | None,
         no_video: bool, no_masks: bool, show: bool, quiet: bool) -> None:
-    """Track and segment objects in SOURCE (video file, image folder or glob).
+    """Track and segment objects in SOURCE: a video file, an image folder or a glob.
 
     \b
     Examples:
       siamtrack run video.mp4 --bbox 305,112,165,250
       siamtrack run frames/ --bbox 10,20,50,60 --bbox 200,80,40,90 --out results
-      siamtrack run "clip/*.jpg" --model siammask-davis --preset davis
+      siamtrack run "clip/*.jpg" --model siammask-davis --preset davis --max-frames 100
 
-    Writes annotated.mp4, masks/<object>/<frame>.png and tracks.json into the output folder.
+    Writes annotated.mp4, masks/<object>/<frame>.png and tracks.json into the output folder
+    and prints its path. Without --bbox, boxes are drawn on the first frame in a window.
+    Ctrl-C stops early and keeps valid outputs for the frames done.
     """
-    from siamtrack.commands._common import first_frame, has_display, parse_bbox, prepare_out_dir, select_boxes
+    from siamtrack.commands._common import OutDir, first_frame, has_display, make_tracker, parse_bbox, select_boxes
     from siamtrack.io.sources import open_source
 
     boxes = [parse_bbox(b) for b in bboxes]
+    if show and not has_display():
+        raise click.UsageError("--show needs a display")
     src = open_source(source)
-    out_dir = prepare_out_dir(out, src.name, overwrite)
+    out_dir = OutDir(out, src.name, overwrite, owned=RUN_OUTPUTS)
     frames = src.frames(start, max_frames)
     first = first_frame(frames)
     if not boxes:
         boxes = select_boxes(first.image)
-    if show and not has_display():
-        raise click.UsageError("--show needs a display")
-    track_video(src, frames, first, boxes, out_dir, model=model, checkpoint=checkpoint, preset=preset,
-                device=device, precision=precision, video=not no_video, masks=not no_masks, show=show,
-                quiet=quiet, max_frames=max_frames, start=start)
+    tracker = make_tracker(model, checkpoint, preset, device, precision)
+    track_video(tracker, src, frames, first, boxes, out_dir, source_label=source, video=not no_video,
+                masks=not no_masks, show=show, quiet=quiet, total=src.expected(start, max_frames))
 
 
-def track_video(src, frames, first, boxes, out_dir, *, model, checkpoint, preset, device, precision, video: bool,
-                masks: bool, show: bool, quiet: bool, max_frames, start: int) -> None:
-    """The streaming loop shared by ``run`` and ``demo``: init, then track, render and write each frame."""
+def init_results(obj_ids: list[int], boxes: list[tuple[float, float, float, float]], shape: tuple[int, int]
+                 ) -> list[Any]:
+    """Frame-0 results: each object's (clipped) initial box, filled as its mask, score 1."""
+    from siamtrack.geometry import RotatedBox, box_corners, box_mask
+    from siamtrack.tracker import TrackResult
+
+    results = []
+    for obj_id, (x, y, w, h) in zip(obj_ids, boxes, strict=True):
+        center = (x + w / 2, y + h / 2)
+        rotated = RotatedBox(box_corners(center, (w, h)), center[0], center[1], w, h, 0.0)
+        mask = box_mask(shape, (x, y, w, h))
+        results.append(TrackResult(obj_id, (x, y, w, h), rotated, mask, mask.astype("float32"), 1.0, "init"))
+    return results
+
+
+def run_meta(tracker: Any, src: Any, source_label: str, boxes: list[tuple[float, ...]], start: int) -> dict:
+    """What tracks.json says about the run: source, model, preset, versions, fps."""
     import platform
 
     import cv2
-    import torch
+    import imageio_ffmpeg
+    import numpy as np
 
     from siamtrack import __version__
-    from siamtrack import geometry as geo
-    from siamtrack.commands._common import Progress, create_out_dir, init_tracker, make_tracker, summary_table
-    from siamtrack.io.sinks import MaskPngSink, TrackRecords, VideoSink
 
-    tracker = make_tracker(model, checkpoint, preset, device, precision)
-    init_tracker(tracker, first.image, boxes)
-    init_boxes = [tuple(float(v) for v in st.center - st.size / 2) + tuple(float(v) for v in st.size)
-                  for st in tracker.states]
-    create_out_dir(out_dir)
-    meta = {"source": str(getattr(src, "path", src.name)), "model": tracker.model_name, "arch": tracker.arch,
-            "preset": tracker.preset.to_dict(), "precision": tracker.precision, "device": str(tracker.device),
-            "fps": src.fps, "size": list(src.size), "start": start, "siamtrack": __version__,
-            "torch": torch.__version__, "opencv": cv2.__version__, "python": platform.python_version(),
-            "objects": [{"obj_id": i, "init_box": list(b)} for i, b in enumerate(init_boxes)]}
-    records = TrackRecords(out_dir / "tracks.jsonl", out_dir / "tracks.json", meta)
-    mask_sink = MaskPngSink(out_dir / "masks") if masks else None
-    video_sink = VideoSink(out_dir / "annotated.mp4", src.fps, src.size) if video else None
-    h, w = first.image.shape[:2]
-    total = None if src.count is None else max(src.count - start, 0)
-    if max_frames is not None:
-        total = max_frames if total is None else min(total, max_frames)
-    interrupted = False
-    progress = Progress(total, quiet)
+    versions = {"siamtrack": __version__, "python": platform.python_version(), "numpy": np.__version__,
+                "opencv": cv2.__version__, "imageio-ffmpeg": imageio_ffmpeg.__version__}
     try:
-        with progress:
-            objects = [{"obj_id": i, "mask": geo.box_mask((h, w), b), "points": box_record(i, b)["rotated"]["points"],
-                        "score": 1.0} for i, b in enumerate(init_boxes)]
-            emit(first, [box_record(i, b) for i, b in enumerate(init_boxes)], objects, records, mask_sink,
-                 video_sink, show)
-            progress.advance()
-            for frame in frames:
-                results = tracker.track(frame.image)
-                objects = [{"obj_id": r.obj_id, "mask": r.mask, "points": r.rotated.points, "score": r.score}
-                           for r in results]
-                emit(frame, [r.to_dict() for r in results], objects, records, mask_sink, video_sink, show)
+        import torch
+
+        versions["torch"] = torch.__version__
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    preset = tracker.preset.to_dict() if hasattr(tracker.preset, "to_dict") else str(tracker.preset)
+    return {"source": source_label, "source_name": src.name, "fps": src.fps, "size": list(src.size),
+            "start": start, "model": tracker.model_name, "arch": tracker.arch, "preset": preset,
+            "precision": tracker.precision, "device": str(tracker.device), "versions": versions,
+            "objects": [{"obj_id": i, "init_box": [round(v, 3) for v in b]} for i, b in enumerate(boxes)]}
+
+
+def track_video(tracker: Any, src: Any, frames: Any, first: Any, boxes: list, out_dir: Any, *, source_label: str,
+                video: bool = True, masks: bool = True, show: bool = False, quiet: bool = False,
+                total: int | None = None) -> Path:
+    """The streaming loop shared by ``run`` and ``demo``: init, then track and hand each frame to the sinks.
+
+    Decoding (a thread), tracking (this thread) and writing (a thread, plus FFmpeg) overlap;
+    queues are bounded, so memory does not grow with the video. The output folder is created
+    only once the tracker has accepted the boxes. Ctrl-C or SIGTERM stop the loop; the
+    outputs are finalised for the frames done and the exit code is 128 + the signal.
+    """
+    from siamtrack.commands._common import Progress, init_tracker, interrupted_exit_code, stop_on_signals
+    from siamtrack.io.sinks import RunOutputs, render
+    from siamtrack.tracker import clip_box
+
+    size = (first.image.shape[1], first.image.shape[0])
+    obj_ids = init_tracker(tracker, first.image, boxes)
+    boxes = [clip_box(b, size)[0] for b in boxes]
+    path = out_dir.create()
+    outputs = RunOutputs(path, run_meta(tracker, src, source_label, boxes, first.index), fps=src.fps,
+                         size=size, video=video, masks=masks)
+    progress = Progress(total, quiet)
+    interrupted = False
+    with stop_on_signals() as got:
+        try:
+            with progress:
+                start = init_results(obj_ids, boxes, first.image.shape[:2])
+                outputs.write(first.index, first.timestamp, first.image, start)
                 progress.advance()
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        if video_sink is not None:
-            video_sink.close()
-        records.close({"tracking_fps": round(progress.fps, 2), "interrupted": interrupted})
-        if show:
-            cv2.destroyAllWindows()
+                progress.start()
+                for frame in frames:
+                    results = tracker.track(frame.image)
+                    shown = _show(render(frame.image, results)) if show else None
+                    outputs.write(frame.index, frame.timestamp, frame.image, results, shown)
+                    progress.advance()
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            frames.close()
+            summary = outputs.close({"tracking_fps": round(progress.fps, 3), "interrupted": interrupted})
+            if show:
+                _close_window()
     if not quiet:
-        rows = [("frames", records.frames), ("objects", len(init_boxes)), ("fps", f"{progress.fps:.1f}"),
-                ("model", tracker.model_name), ("precision", tracker.precision), ("output", str(out_dir))]
-        if video_sink is not None:
-            rows.append(("video", str(video_sink.path)))
-        if mask_sink is not None:
-            rows.append(("mask PNGs", mask_sink.count))
-        summary_table("siamtrack run" + (" (interrupted)" if interrupted else ""), rows)
-    click.echo(str(out_dir))
+        _summary(tracker, summary, progress.fps, len(boxes), path, interrupted)
+    click.echo(str(path))
     if interrupted:
-        raise SystemExit(130)
+        click.echo(f"Interrupted: {path} holds the {summary['frames']} frames done.", err=True)
+        raise SystemExit(interrupted_exit_code(got))
+    return path
 
 
-def emit(frame, recs, objects, records, mask_sink, video_sink, show: bool) -> None:
-    """Write one frame's outputs to every sink."""
-    from siamtrack.io.sinks import render
+def _show(annotated: Any) -> Any:
+    """Display a frame; q or Esc stops the run like Ctrl-C."""
+    import cv2
 
-    records.write(frame.index, frame.timestamp, recs)
-    if mask_sink is not None:
-        for obj in objects:
-            mask_sink.write(frame.index, obj["obj_id"], obj["mask"])
-    if video_sink is not None or show:
-        annotated = render(frame.image, objects)
-        if video_sink is not None:
-            video_sink.write(annotated)
-        if show:
-            import cv2
+    cv2.imshow("siamtrack", annotated)
+    if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+        raise KeyboardInterrupt
+    return annotated
 
-            cv2.imshow("siamtrack", annotated)
-            if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
-                raise KeyboardInterrupt
+
+def _close_window() -> None:
+    import cv2
+
+    cv2.destroyAllWindows()
+
+
+def _summary(tracker: Any, summary: dict, fps: float, n_objects: int, path: Path, interrupted: bool) -> None:
+    from siamtrack.commands._common import summary_table
+
+    rows: list[tuple[str, Any]] = [("frames", summary["frames"]), ("objects", n_objects), ("fps", f"{fps:.1f}"),
+                                   ("model", tracker.model_name), ("precision", tracker.precision),
+                                   ("device", tracker.device), ("tracks", summary["tracks"])]
+    if summary["video"] is not None:
+        rows.append(("video", summary["video"]))
+    if summary["mask_pngs"]:
+        rows.append(("mask PNGs", f"{summary['mask_pngs']} in {path / 'masks'}"))
+    summary_table("siamtrack run" + (" (interrupted)" if interrupted else ""), rows)

@@ -1,7 +1,9 @@
 """Frame sources: video files, image folders, globs and cameras, one BGR frame at a time.
 
-Video decoding runs on a background thread with a bounded queue, so decoding overlaps
-tracking and memory stays constant however long the video is.
+Decoding runs on a background thread with a bounded queue, so it overlaps tracking and
+memory stays constant however long the video is. Every failure a user can cause (a
+missing file, a file that is not a video, an empty video, unreadable images) raises
+``SourceError`` with a one-line message.
 """
 
 from __future__ import annotations
@@ -10,66 +12,89 @@ import glob as globlib
 import queue
 import re
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
 
 from siamtrack.errors import SourceError
 
+__all__ = ["Camera", "Frame", "FrameSource", "ImageSequence", "VideoFile", "natural_key", "open_source", "prefetch"]
+
 IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+DEFAULT_FOLDER_FPS = 25.0
+T = TypeVar("T")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Frame:
+    """One decoded frame; ``index`` counts from the first frame of the source, not of the run."""
+
     index: int
-    timestamp: float  # seconds
+    timestamp: float  # seconds: index / fps for files and folders, wall-clock for cameras
     image: np.ndarray  # HxWx3 uint8 BGR
 
 
-def natural_key(text: str) -> list:
+def natural_key(text: str) -> list[int | str]:
+    """Sort key putting ``frame2`` before ``frame10``."""
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text)]
 
 
-def prefetch(iterator: Iterator, depth: int = 8) -> Iterator:
-    """Run ``iterator`` on a daemon thread, handing items over through a bounded queue."""
+def prefetch(iterator: Iterator[T], depth: int = 8) -> Iterator[T]:
+    """Run ``iterator`` on a daemon thread, handing items over through a bounded queue.
+
+    Exceptions reach the consumer in order. Closing the returned generator (or dropping
+    it) stops the worker and closes ``iterator``, so a decoder process does not outlive it.
+    """
     q: queue.Queue = queue.Queue(maxsize=depth)
     done = object()
     stop = threading.Event()
 
+    def hand_over(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def worker() -> None:
         try:
             for item in iterator:
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not hand_over(item):
                     return
-            q.put(done)
-        except BaseException as exc:  # handed to the consumer
-            q.put(exc)
+            hand_over(done)
+        except BaseException as exc:  # re-raised in the consumer
+            hand_over(exc)
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
 
-    thread = threading.Thread(target=worker, daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = q.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
+    def consume() -> Iterator[T]:
+        thread = threading.Thread(target=worker, name="siamtrack-decode", daemon=True)
+        thread.start()
+        try:
+            while True:
+                item = q.get()
+                if item is done:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+
+    return consume()
 
 
 class FrameSource:
-    """Base: ``name``, ``fps``, ``size`` (w, h), ``count`` (None if unknown); iterate for frames."""
+    """What the commands read from: ``name``, ``fps``, ``size`` (w, h), ``count`` (None if unknown)."""
 
     name: str
     fps: float
@@ -77,45 +102,81 @@ class FrameSource:
     count: int | None
 
     def frames(self, start: int = 0, max_frames: int | None = None) -> Iterator[Frame]:
+        """Frames ``start``, ``start + 1``, ... (at most ``max_frames``), decoded ahead on a thread."""
         raise NotImplementedError
+
+    def __iter__(self) -> Iterator[Frame]:
+        return self.frames()
+
+    def expected(self, start: int = 0, max_frames: int | None = None) -> int | None:
+        """How many frames ``frames(start, max_frames)`` should give, when that is known."""
+        if self.count is None:
+            return max_frames
+        left = max(self.count - start, 0)
+        return left if max_frames is None else min(left, max_frames)
+
+    def close(self) -> None:
+        """Release what the source holds open (cameras); files need nothing."""
+
+    def __enter__(self) -> FrameSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _read_image(path: Path) -> np.ndarray:
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise SourceError(f"{path}: cannot read image")
+    return img
 
 
 class ImageSequence(FrameSource):
-    """A folder of images or a glob, in natural sort order."""
+    """A folder of images or a glob, in natural sort order; all images must have one size."""
 
-    def __init__(self, paths: list[Path], name: str, fps: float = 25.0) -> None:
+    def __init__(self, paths: list[Path], name: str, fps: float = DEFAULT_FOLDER_FPS) -> None:
         if not paths:
             raise SourceError(f"{name}: no images found")
         self.paths = paths
         self.name = name
+        self.path = paths[0].parent
         self.fps = fps
-        first = self._read(paths[0])
+        first = _read_image(paths[0])
         self.size = (first.shape[1], first.shape[0])
         self.count = len(paths)
-
-    @staticmethod
-    def _read(path: Path) -> np.ndarray:
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if img is None:
-            raise SourceError(f"{path}: cannot read image")
-        return img
 
     def frames(self, start: int = 0, max_frames: int | None = None) -> Iterator[Frame]:
         end = len(self.paths) if max_frames is None else min(len(self.paths), start + max_frames)
 
-        def gen() -> Iterator[Frame]:
+        def decode() -> Iterator[Frame]:
             for i in range(start, end):
-                img = self._read(self.paths[i])
+                img = _read_image(self.paths[i])
                 if (img.shape[1], img.shape[0]) != self.size:
                     raise SourceError(f"{self.paths[i]}: size {img.shape[1]}x{img.shape[0]} differs from the "
                                       f"first image ({self.size[0]}x{self.size[1]})")
                 yield Frame(i, i / self.fps, img)
 
-        return prefetch(gen())
+        return prefetch(decode())
+
+
+def _ffmpeg_problem(path: Path, text: str) -> str:
+    """One line saying why FFmpeg could not open ``path``, from its stderr."""
+    lines = [line.strip() for line in text.splitlines()]
+    if any(line.startswith("Stream #") and "Video:" in line for line in lines):
+        return f"{path}: the video has no frames"
+    if any(line.startswith("Input #") for line in lines):
+        return f"{path}: not a video (the file has no video stream)"
+    reasons = [m.group(1) for line in lines if (m := re.search(r"Error opening input[^:]*: (.+)$", line))]
+    return f"{path}: not a readable video ({reasons[-1] if reasons else 'FFmpeg cannot decode it'})"
 
 
 class VideoFile(FrameSource):
-    """A video decoded by FFmpeg (imageio-ffmpeg): anything FFmpeg reads."""
+    """A video decoded by FFmpeg (imageio-ffmpeg): mp4, avi, mkv, webm, mov, anything FFmpeg reads.
+
+    ``count`` is estimated from the container's duration (for progress only); timestamps
+    are ``index / fps``.
+    """
 
     def __init__(self, path: Path) -> None:
         import imageio_ffmpeg
@@ -127,11 +188,11 @@ class VideoFile(FrameSource):
             meta = next(reader)
             reader.close()
         except (RuntimeError, OSError, StopIteration) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
-            raise SourceError(f"{path}: not a readable video ({first[:120]})") from None
+            raise SourceError(_ffmpeg_problem(path, str(exc))) from None
         if not meta.get("size") or not meta.get("fps"):
-            raise SourceError(f"{path}: not a video (no video stream)")
-        self.size = tuple(int(v) for v in meta["size"])
+            raise SourceError(f"{path}: not a video (the file has no video stream)")
+        w, h = (int(v) for v in meta["size"])
+        self.size = (w, h)
         self.fps = float(meta["fps"])
         duration = meta.get("duration") or 0
         self.count = int(round(duration * self.fps)) if duration else None
@@ -141,74 +202,82 @@ class VideoFile(FrameSource):
 
         w, h = self.size
 
-        def gen() -> Iterator[Frame]:
+        def decode() -> Iterator[Frame]:
             reader = imageio_ffmpeg.read_frames(str(self.path), pix_fmt="bgr24")
+            index = -1
             try:
                 next(reader)
                 emitted = 0
-                for i, raw in enumerate(reader):
-                    if i < start:
+                for index, raw in enumerate(reader):
+                    if index < start:
                         continue
                     if max_frames is not None and emitted >= max_frames:
                         break
-                    img = np.frombuffer(raw, dtype=np.uint8).reshape(h, w, 3)
-                    yield Frame(i, i / self.fps, img)
+                    yield Frame(index, index / self.fps, np.frombuffer(raw, dtype=np.uint8).reshape(h, w, 3))
                     emitted += 1
+            except (RuntimeError, OSError) as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else "decoder stopped"
+                raise SourceError(f"{self.path}: decoding failed after frame {index} ({first[:120]})") from None
             finally:
                 reader.close()
 
-        return prefetch(gen())
+        return prefetch(decode())
 
 
 class Camera(FrameSource):
-    """A live camera through OpenCV."""
+    """A live camera through OpenCV; frames are read when asked for (no queue: no added latency)."""
 
     def __init__(self, index: int) -> None:
-        self.cap = cv2.VideoCapture(index)
-        ok, frame = self.cap.read() if self.cap.isOpened() else (False, None)
+        level = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # backends print probing noise
+        try:
+            self.cap = cv2.VideoCapture(index)
+            ok, frame = self.cap.read() if self.cap.isOpened() else (False, None)
+        finally:
+            cv2.utils.logging.setLogLevel(level)
         if not ok:
             self.cap.release()
             raise SourceError(f"camera {index} cannot be opened (is one connected and free?)")
-        self._first = frame
+        self._first: np.ndarray | None = frame
         self.name = f"camera{index}"
+        self.path = None
         self.fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 30.0)
         self.size = (frame.shape[1], frame.shape[0])
         self.count = None
 
     def frames(self, start: int = 0, max_frames: int | None = None) -> Iterator[Frame]:
-        import time
-
         t0 = time.perf_counter()
         i = 0
-        frame = self._first
-        while frame is not None and (max_frames is None or i < max_frames):
+        frame, self._first = self._first, None
+        while max_frames is None or i < max_frames:
+            if frame is None:
+                ok, frame = self.cap.read()
+                if not ok:
+                    return
             yield Frame(i, time.perf_counter() - t0, frame)
+            frame = None
             i += 1
-            ok, frame = self.cap.read()
-            if not ok:
-                break
 
     def close(self) -> None:
         self.cap.release()
 
 
 def open_source(spec: str | Path) -> FrameSource:
-    """A video file, an image folder, or a glob pattern of images."""
+    """A video file, an image folder (natural order), a single image, or a glob pattern of images."""
     text = str(spec)
     path = Path(text).expanduser()
     if path.is_dir():
-        paths = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXT), key=lambda p: natural_key(p.name))
-        return ImageSequence(paths, path.name or "frames")
-    if any(ch in text for ch in "*?["):
-        paths = sorted((Path(p) for p in globlib.glob(text) if Path(p).suffix.lower() in IMAGE_EXT),
+        paths = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXT and p.is_file()),
+                       key=lambda p: natural_key(p.name))
+        return ImageSequence(paths, path.resolve().name or "frames")
+    if not path.exists() and any(ch in text for ch in "*?["):
+        paths = sorted((Path(p) for p in globlib.glob(str(path)) if Path(p).suffix.lower() in IMAGE_EXT),
                        key=lambda p: natural_key(str(p)))
         if not paths:
             raise SourceError(f"{text}: the pattern matches no images")
-        return ImageSequence(paths, Path(text).parent.name or "frames")
+        return ImageSequence(paths, paths[0].parent.resolve().name or "frames")
     if not path.exists():
         raise SourceError(f"{text}: no such file or folder")
-    if path.suffix.lower() in IMAGE_EXT:
-        return ImageSequence([path], path.stem)
     if not path.is_file():
         raise SourceError(f"{text}: not a file or folder")
     try:
@@ -216,4 +285,6 @@ def open_source(spec: str | Path) -> FrameSource:
             f.read(1)
     except OSError as exc:
         raise SourceError(f"{text}: cannot read ({exc.strerror})") from None
+    if path.suffix.lower() in IMAGE_EXT:
+        return ImageSequence([path], path.stem)
     return VideoFile(path)

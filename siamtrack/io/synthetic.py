@@ -1,32 +1,43 @@
 """A generated sample clip with exact ground truth, for the demo, tests and benchmarks.
 
 A public-domain photograph bundled with matplotlib (Grace Hopper, U.S. Navy photo) is cut
-out with an elliptical mask and moved, scaled and rotated over a procedurally textured
-background; every frame's mask and box are known exactly. Without matplotlib a
-procedural textured object is used instead. The project ships no third-party video.
+out with an elliptical mask and moved, scaled and rotated over a procedurally textured,
+slowly panning background; every frame's mask and box are known exactly. Without
+matplotlib (the ``demo`` extra) a procedural textured object is used instead. The project
+ships no third-party video.
+
+``OracleTracker`` replays that ground truth through the ``Tracker`` interface, so the whole
+pipeline (decode, sinks, encode) can be checked and measured without a network.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
-from dataclasses import dataclass
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
+
+__all__ = ["OracleTracker", "SyntheticFrame", "frames", "make_clip"]
+
+PHOTO_SOURCE = "matplotlib sample data grace_hopper.jpg (U.S. Navy photograph, public domain)"
+PROCEDURAL_SOURCE = "procedural texture (matplotlib not installed)"
 
 
 @dataclass
 class SyntheticFrame:
     image: np.ndarray  # HxWx3 uint8 BGR
     mask: np.ndarray  # HxW bool
-    box: tuple[float, float, float, float]  # x, y, w, h of the mask
+    box: tuple[float, float, float, float]  # x, y, w, h of the mask (inclusive pixel extent)
 
 
-def _object_image(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """The sprite (BGR) and its alpha mask."""
+def _object_image(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, str]:
+    """The sprite (BGR), its alpha mask and where it comes from."""
     try:
         from matplotlib import cbook
 
@@ -34,21 +45,21 @@ def _object_image(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     except (ImportError, OSError, ValueError):
         img = None
     if img is None:
-        img = np.zeros((300, 256, 3), np.uint8)
-        yy, xx = np.mgrid[0:300, 0:256]
-        img[..., 0] = (128 + 100 * np.sin(xx / 9.0)).astype(np.uint8)
-        img[..., 1] = (128 + 100 * np.cos(yy / 7.0)).astype(np.uint8)
-        img[..., 2] = rng.integers(60, 200, (300, 256), dtype=np.uint8)
+        yy, xx = np.mgrid[0:260, 0:200]
+        img = np.stack([128 + 100 * np.sin(xx / 9.0), 128 + 100 * np.cos(yy / 7.0),
+                        rng.integers(60, 200, (260, 200))], axis=-1).astype(np.uint8)
+        source = PROCEDURAL_SOURCE
     else:
         img = cv2.resize(img[40:560, 56:456], (200, 260), interpolation=cv2.INTER_AREA)
+        source = PHOTO_SOURCE
     h, w = img.shape[:2]
     mask = np.zeros((h, w), np.uint8)
     cv2.ellipse(mask, (w // 2, h // 2), (w // 2 - 2, h // 2 - 2), 0, 0, 360, 255, -1)
-    return img, mask
+    return img, mask, source
 
 
 def _background(size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    """A muted, natural-looking texture (stone/foliage-like), wider than the frame so it can pan."""
+    """A muted, natural-looking texture (stone/foliage-like)."""
     w, h = size
     coarse = cv2.resize(rng.normal(0, 1, (h // 24 + 2, w // 24 + 2)).astype(np.float32), (w, h),
                         interpolation=cv2.INTER_CUBIC)
@@ -65,13 +76,21 @@ def _background(size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     return cv2.GaussianBlur(np.clip(bg, 0, 255).astype(np.uint8), (0, 0), 1.0)
 
 
+def _pan(t: int, travel: int) -> int:
+    """Background offset at frame ``t``: 2 px a frame, back and forth over ``travel`` pixels."""
+    if travel <= 0:
+        return 0
+    step = (2 * t) % (2 * travel)
+    return step if step <= travel else 2 * travel - step
+
+
 def frames(n: int = 90, size: tuple[int, int] = (640, 360), seed: int = 0) -> Iterator[SyntheticFrame]:
-    """Frame by frame (constant memory): the object drifts, breathes in scale and rotates."""
+    """Frame by frame, in constant memory: the object drifts, breathes in scale and rotates."""
     rng = np.random.default_rng(seed)
-    sprite, alpha = _object_image(rng)
+    sprite, alpha, _ = _object_image(rng)
     w, h = size
-    pan = 2
-    bg = _background((w + pan * n, h), rng)
+    travel = min(2 * max(n - 1, 0), w // 2)
+    bg = _background((w + travel, h), rng)
     sh, sw = sprite.shape[:2]
     base_scale = 0.55 * min(w, h) / max(sh, sw)
     for t in range(n):
@@ -84,31 +103,98 @@ def frames(n: int = 90, size: tuple[int, int] = (640, 360), seed: int = 0) -> It
         m[:, 2] += (cx - sw / 2, cy - sh / 2)
         warped = cv2.warpAffine(sprite, m, size, flags=cv2.INTER_LINEAR)
         a = cv2.warpAffine(alpha, m, size, flags=cv2.INTER_LINEAR).astype(np.float32)[..., None] / 255.0
-        view = bg[:, pan * t: pan * t + w].astype(np.float32)
+        offset = _pan(t, travel)
+        view = bg[:, offset:offset + w].astype(np.float32)
         image = (a * warped + (1 - a) * view).astype(np.uint8)
         mask = a[..., 0] > 0.5
-        ys, xs = np.nonzero(mask)
-        box = (float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1))
-        yield SyntheticFrame(image, mask, box)
+        x, y, bw, bh = cv2.boundingRect(mask.view(np.uint8))
+        yield SyntheticFrame(image, mask, (float(x), float(y), float(bw), float(bh)))
 
 
 def make_clip(out_dir: str | Path, n_frames: int = 90, size: tuple[int, int] = (640, 360), seed: int = 0,
-              fps: float = 25.0) -> dict:
-    """Write ``clip.mp4`` (H.264), ``masks/NNNNN.png`` and ``groundtruth.json``; returns the ground truth."""
+              fps: float = 25.0, masks: bool = True) -> dict[str, Any]:
+    """Write ``clip.mp4`` (H.264), ``masks/NNNNN.png`` (0/255) and ``groundtruth.json``; return the ground truth.
+
+    The boxes and masks are exact for the generated frames; the video is lossy-encoded.
+    """
     from siamtrack.io.sinks import VideoSink
 
     out = Path(out_dir)
-    (out / "masks").mkdir(parents=True, exist_ok=True)
-    video = VideoSink(out / "clip.mp4", fps, size)
+    out.mkdir(parents=True, exist_ok=True)
+    if masks:
+        (out / "masks").mkdir(exist_ok=True)
+    video = VideoSink(out / "clip.mp4", fps, size, crf=18, preset="veryfast")  # a clean source, made once
     boxes = []
     try:
         for i, fr in enumerate(frames(n_frames, size, seed)):
             video.write(fr.image)
-            cv2.imwrite(str(out / "masks" / f"{i:05d}.png"), fr.mask.astype(np.uint8) * 255)
-            boxes.append([round(v, 2) for v in fr.box])
+            if masks:
+                cv2.imwrite(str(out / "masks" / f"{i:05d}.png"), fr.mask.astype(np.uint8) * 255)
+            boxes.append(list(fr.box))
     finally:
         video.close()
-    gt = {"video": "clip.mp4", "fps": fps, "size": list(size), "frames": n_frames, "boxes_xywh": boxes,
-          "init_box": boxes[0], "source": "siamtrack.io.synthetic (matplotlib sample photo, public domain)"}
+    _, _, source = _object_image(np.random.default_rng(seed))
+    gt = {"video": "clip.mp4", "fps": fps, "size": list(size), "frames": n_frames, "seed": seed,
+          "boxes_xywh": boxes, "init_box": boxes[0], "masks": "masks/%05d.png" if masks else None,
+          "object": source, "generator": "siamtrack.io.synthetic"}
     (out / "groundtruth.json").write_text(json.dumps(gt, indent=1) + "\n")
     return gt
+
+
+@dataclass(frozen=True)
+class OraclePreset:
+    name: str = "oracle"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class OracleTracker:
+    """The ``Tracker`` interface answering with a generated clip's exact ground truth.
+
+    Object 0 follows the clip's object (mask, box, rotated box of the mask); further objects
+    stay where they were initialised. ``start`` is the clip frame ``init`` is called on.
+    No network runs, so the pipeline around it can be checked exactly and timed alone.
+    """
+
+    model_name = "oracle"
+    arch = "oracle"
+    precision = "none"
+    device = "cpu"
+    preset = OraclePreset()
+
+    def __init__(self, n_frames: int, size: tuple[int, int], seed: int = 0, start: int = 0) -> None:
+        self.clip = (n_frames, size, seed)
+        self.start = start
+        self._truth: Iterator[SyntheticFrame] = iter(())
+        self._boxes: list[tuple[float, float, float, float]] = []
+
+    def init(self, frame: np.ndarray, boxes: Sequence[float] | Sequence[Sequence[float]], *,
+             color: str = "bgr") -> list[int]:
+        from siamtrack.tracker import BoxClippedWarning, clip_box
+
+        many = isinstance(boxes[0], (list, tuple, np.ndarray))
+        self._boxes = []
+        for box in boxes if many else [boxes]:
+            kept, clipped = clip_box(box, (frame.shape[1], frame.shape[0]))
+            if clipped:
+                warnings.warn(f"box clipped to the frame: {','.join(f'{v:g}' for v in kept)}", BoxClippedWarning,
+                              stacklevel=2)
+            self._boxes.append(kept)
+        self._truth = frames(*self.clip)
+        for _ in range(self.start + 1):
+            next(self._truth)
+        return list(range(len(self._boxes)))
+
+    def track(self, frame: np.ndarray, *, color: str = "bgr") -> list[Any]:
+        from siamtrack.geometry import box_mask, rotated_box_from_mask
+        from siamtrack.tracker import TrackResult
+
+        truth = next(self._truth)
+        results = []
+        for obj_id, box in enumerate(self._boxes):
+            mask, box = (truth.mask, truth.box) if obj_id == 0 else (box_mask(frame.shape[:2], box), box)
+            center, wh = (box[0] + box[2] / 2, box[1] + box[3] / 2), box[2:]
+            rotated, source = rotated_box_from_mask(mask.view(np.uint8), center, wh)
+            results.append(TrackResult(obj_id, tuple(box), rotated, mask, mask.astype(np.float32), 1.0, source))
+        return results
