@@ -31,7 +31,6 @@ weights: setup
 	$(VENV)/bin/siamtrack weights list
 
 demo: setup weights
-	$(PIP_INSTALL) -e ".[demo]"
 	$(VENV)/bin/siamtrack demo
 
 bench: setup
@@ -39,9 +38,15 @@ bench: setup
 	$(VENV)/bin/siamtrack bench --arch siammask_sharp --precision fp32-reference,fp32,auto --threads 1,2 \
 		--frames 25 --json runs/bench-official.json
 
+# Trains (or resumes: the state in weights/siammask-lite/ is committed) the compact default model,
+# then ships it as weights/siammask-lite.pt. Resumable in chunks: add MAX_STEPS=500.
+MAX_STEPS ?=
+TRAIN_PRECISION ?= $(shell grep -qsE 'avx512_bf16|amx_bf16' /proc/cpuinfo && echo bf16 || echo fp32)
 train-lite: setup
 	$(PIP_INSTALL) -e ".[train]"
-	$(VENV)/bin/siamtrack train configs/siammask-lite.toml --out runs/train-lite --resume
+	$(VENV)/bin/siamtrack train configs/siammask-lite.toml --out weights/siammask-lite --resume \
+		--precision $(TRAIN_PRECISION) $(if $(MAX_STEPS),--max-steps $(MAX_STEPS))
+	$(PY) scripts/export_lite.py weights/siammask-lite/last.pt
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
