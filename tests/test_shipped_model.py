@@ -43,7 +43,8 @@ def mean_j(root, name: str, max_frames: int = 30) -> float:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,root", [("hike", SHARED / "train_data" / "videos"), ("blackswan", SHARED / "data" / "davis")])
+@pytest.mark.parametrize("name,root", [("hike", SHARED / "train_data" / "videos"),
+                                       ("blackswan", SHARED / "data" / "davis")])
 def test_accuracy_floor(name, root):
     if not weights.is_present("siammask-lite"):
         pytest.skip("shipped weights not present")
