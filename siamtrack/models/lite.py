@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from siamtrack.errors import SiamtrackError
-from siamtrack.models.siammask import SearchFeatures, TemplateKernels, depthwise_xcorr, gather_windows
+from siamtrack.models.siammask import SearchFeatures, TemplateKernels, depthwise_xcorr, refine_inputs
 
 ARCH_NAME = "siammask_lite"
 IMAGENET_FILE = "efficientnet-lite0-57934424.pth"
@@ -195,13 +195,7 @@ class SiamMaskLite(nn.Module):
 
     def refine(self, feats: SearchFeatures, rows: Tensor, cols: Tensor,
                batch_idx: Tensor | None = None) -> Tensor:
-        if batch_idx is None:
-            batch_idx = torch.arange(rows.shape[0], device=rows.device)
-        p0 = gather_windows(feats.p0, 18, 4, 61, batch_idx, rows, cols)
-        p1 = gather_windows(feats.p1, 9, 2, 31, batch_idx, rows, cols)
-        p2 = gather_windows(feats.p2, 4, 1, 15, batch_idx, rows, cols)
-        corr = feats.corr[batch_idx, :, rows, cols].reshape(-1, feats.corr.shape[1], 1, 1)
-        return self.refine_head(p0, p1, p2, corr)
+        return self.refine_head(*refine_inputs(feats, rows, cols, batch_idx, pads=(18, 9, 4)))
 
     def trunk_stages(self) -> list[nn.Module]:
         """Trunk pieces from the input up, for freezing the early ones during training."""

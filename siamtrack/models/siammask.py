@@ -193,6 +193,20 @@ def gather_windows(feature: Tensor, pad: int, scale: int, size: int, batch_idx: 
     return torch.stack(crops)
 
 
+def refine_inputs(feats: SearchFeatures, rows: Tensor, cols: Tensor, batch_idx: Tensor | None = None,
+                  pads: tuple[int, int, int] = (16, 8, 4)) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The refine module's inputs at cells (batch_idx, row, col): the stride-2/4/8 windows
+    (61, 31, 15 px) and the correlation vector. ``pads`` place the windows on the maps (official
+    offsets by default; siammask-lite's maps sit one padding step further)."""
+    if batch_idx is None:
+        batch_idx = torch.arange(rows.shape[0], device=rows.device)
+    p0 = gather_windows(feats.p0, pads[0], 4, 61, batch_idx, rows, cols)
+    p1 = gather_windows(feats.p1, pads[1], 2, 31, batch_idx, rows, cols)
+    p2 = gather_windows(feats.p2, pads[2], 1, 15, batch_idx, rows, cols)
+    corr = feats.corr[batch_idx, :, rows, cols].reshape(-1, feats.corr.shape[1], 1, 1)
+    return p0, p1, p2, corr
+
+
 class SiamMaskSharp(nn.Module):
     """The official ``siammask_sharp`` network (``Custom`` in experiments/siammask_sharp)."""
 
@@ -240,13 +254,7 @@ class SiamMaskSharp(nn.Module):
 
     def refine(self, feats: SearchFeatures, rows: Tensor, cols: Tensor,
                batch_idx: Tensor | None = None) -> Tensor:
-        if batch_idx is None:
-            batch_idx = torch.arange(rows.shape[0], device=rows.device)
-        p0 = gather_windows(feats.p0, 16, 4, 61, batch_idx, rows, cols)
-        p1 = gather_windows(feats.p1, 8, 2, 31, batch_idx, rows, cols)
-        p2 = gather_windows(feats.p2, 4, 1, 15, batch_idx, rows, cols)
-        corr = feats.corr[batch_idx, :, rows, cols].reshape(-1, feats.corr.shape[1], 1, 1)
-        return self.refine_model(p0, p1, p2, corr)
+        return self.refine_model(*refine_inputs(feats, rows, cols, batch_idx))
 
 
 def build(**cfg) -> SiamMaskSharp:
