@@ -46,6 +46,8 @@ train-lite: setup
 	$(PIP_INSTALL) -e ".[train]"
 	$(VENV)/bin/siamtrack train configs/siammask-lite.toml --out weights/siammask-lite --resume \
 		--precision $(TRAIN_PRECISION) $(if $(MAX_STEPS),--max-steps $(MAX_STEPS))
+	$(PY) scripts/tune_preset.py weights/siammask-lite/last.pt --root ../shared/train_data/videos \
+		--sequences hike,soccerball,swing --write
 	$(PY) scripts/export_lite.py weights/siammask-lite/last.pt
 
 clean:

@@ -4,8 +4,12 @@ Usage (from the repository root):
     python scripts/tune_preset.py CHECKPOINT --root ../shared/train_data/videos \
         --sequences hike,soccerball,swing [--write]
 
-Grid-searches penalty_k, window_influence, lr and seg_thr for the best mean J (DAVIS protocol:
-first and last frames not scored). Never point it at an evaluation set.
+Grid-searches penalty_k, window_influence, lr and seg_thr. The objective weighs the two things a
+user gets: the mask (J, DAVIS protocol: first and last frames not scored) and the axis-aligned box
+(IoU of the tracker's box with the ground-truth mask's box, every frame after the first):
+``score = (J + box IoU) / 2``. The mask threshold does not change the trajectory, so each
+(penalty_k, window_influence, lr) is tracked once and every seg_thr is scored on its masks.
+Never point it at an evaluation set.
 """
 
 from __future__ import annotations
@@ -17,29 +21,38 @@ import json
 import numpy as np
 import torch
 
+from siamtrack.eval.boxes import box_polygon, polygon_iou
 from siamtrack.eval.davis import region_j
 from siamtrack.tracker import Preset, Tracker
 from siamtrack.train import datasets as ds
 from siamtrack.weights.loading import load_checkpoint, read_checkpoint
 
-GRID = {
-    "penalty_k": [0.04, 0.1, 0.2],
-    "window_influence": [0.3, 0.4, 0.5],
-    "lr": [0.5, 1.0],
-    "seg_thr": [0.3, 0.35, 0.45],
+MOTION_GRID = {
+    "penalty_k": [0.04, 0.1, 0.2, 0.3],
+    "window_influence": [0.3, 0.4, 0.5, 0.6],
+    "lr": [0.3, 0.6, 1.0],
 }
+SEG_THR = [0.25, 0.35, 0.45, 0.55]
 
 
-def score(tracker: Tracker, tracks: list[ds.Track], cache: ds.FrameCache, max_frames: int) -> float:
-    values = []
+def run_trajectories(tracker: Tracker, tracks: list[ds.Track], cache: ds.FrameCache,
+                     max_frames: int | None) -> tuple[dict[float, float], float]:
+    """Mean J for every seg_thr and mean box IoU of one preset's trajectories."""
+    js: dict[float, list[float]] = {t: [] for t in SEG_THR}
+    box_ious = []
     for track in tracks:
-        n = min(len(track.frames), max_frames)
-        first = int(track.valid[0])
+        n = len(track.frames) if max_frames is None else min(len(track.frames), max_frames)
+        first = int(np.flatnonzero(np.isfinite(track.boxes[:, 0]))[0])
         tracker.init(cache.frame(track.frames[first]), tuple(track.boxes[first]))
-        for i in range(first + 1, n - 1):
+        for i in range(first + 1, n):
             (r,) = tracker.track(cache.frame(track.frames[i]))
-            values.append(region_j(cache.mask(track, i) > 0, r.mask))
-    return float(np.mean(values))
+            gt_mask = cache.mask(track, i) > 0
+            if np.isfinite(track.boxes[i, 0]):
+                box_ious.append(polygon_iou(box_polygon(r.box), box_polygon(track.boxes[i])))
+            if i < n - 1:
+                for thr in SEG_THR:
+                    js[thr].append(region_j(gt_mask, r.mask_prob > thr))
+    return {t: float(np.mean(v)) for t, v in js.items()}, float(np.mean(box_ious))
 
 
 def main() -> None:
@@ -47,25 +60,31 @@ def main() -> None:
     ap.add_argument("checkpoint")
     ap.add_argument("--root", required=True)
     ap.add_argument("--sequences", required=True)
-    ap.add_argument("--max-frames", type=int, default=30)
+    ap.add_argument("--max-frames", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--write", action="store_true", help="store the best preset in the checkpoint")
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     tracks = ds.davis_tracks(args.root, sequences=args.sequences.split(","))
     cache = ds.FrameCache()
     tracker = Tracker(load_checkpoint(args.checkpoint).model, "lite", device="cpu", precision="fp32")
     results = []
-    for values in itertools.product(*GRID.values()):
-        preset = Preset("lite", **dict(zip(GRID, values, strict=True)))
-        tracker.preset = preset
-        results.append((score(tracker, tracks, cache, args.max_frames), preset))
-        print(json.dumps({"J": round(results[-1][0], 4), **preset.to_dict()}), flush=True)
-    best_j, best = max(results, key=lambda r: r[0])
-    print(json.dumps({"best_J": round(best_j, 4), "preset": best.to_dict()}))
+    for values in itertools.product(*MOTION_GRID.values()):
+        motion = dict(zip(MOTION_GRID, values, strict=True))
+        tracker.preset = Preset("lite", **motion, seg_thr=SEG_THR[0])
+        j_by_thr, box_iou = run_trajectories(tracker, tracks, cache, args.max_frames)
+        for thr, j in j_by_thr.items():
+            preset = Preset("lite", **motion, seg_thr=thr)
+            row = {"score": (j + box_iou) / 2, "J": j, "box_iou": box_iou}
+            results.append((row, preset))
+            print(json.dumps({k: round(v, 4) for k, v in row.items()} | preset.to_dict()), flush=True)
+    best_row, best = max(results, key=lambda r: r[0]["score"])
+    print(json.dumps({"best": {k: round(v, 4) for k, v in best_row.items()}, "preset": best.to_dict()}))
     if args.write:
         ckpt = read_checkpoint(args.checkpoint)
         ckpt["preset"] = best.to_dict()
-        ckpt["preset_tuning"] = {"J": best_j, "sequences": args.sequences, "grid": GRID}
+        ckpt["preset_tuning"] = {**best_row, "sequences": args.sequences, "objective": "(J + box IoU) / 2",
+                                 "grid": {**MOTION_GRID, "seg_thr": SEG_THR}}
         torch.save(ckpt, args.checkpoint)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -187,3 +188,15 @@ seg_thr = 0.35
     loaded = load_checkpoint(ckpt)
     assert loaded.arch == "siammask_lite" and loaded.preset["name"] == "lite"
     assert torch.load(tmp_path / "run" / "last.optim.pt", weights_only=True)["step"] == 2
+
+
+def test_resume_trims_log_lines_past_the_checkpoint(tmp_path):
+    from siamtrack.train.loop import _trim_log
+
+    log = tmp_path / "train_log.jsonl"
+    rows = [{"step": 10, "loss": 1.0}, {"step": 20, "val_J": 0.5}, {"step": 30, "loss": 0.5}]
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _trim_log(log, 20)
+    assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [10, 20]
+    _trim_log(tmp_path / "absent.jsonl", 20)
+    assert not (tmp_path / "absent.jsonl").exists()

@@ -345,6 +345,16 @@ def validate(model: nn.Module, run: RunConfig, device: torch.device | None = Non
 RESUMABLE_CHANGES = {"train": {"workers", "checkpoint_every", "log_every", "threads", "precision"}, "val": None}
 
 
+def _trim_log(path: Path, step: int) -> None:
+    """Drop log lines past the checkpoint a run resumes from, so the log reads as one run."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
+    if len(kept) != len(lines):
+        path.write_text("".join(kept))
+
+
 def _check_same_recipe(saved: dict[str, Any], current: dict[str, Any], ckpt: Path) -> None:
     """Refuse to resume with a config whose data, augmentation or schedule differ from the run's:
     the resumed run would silently stop being the run it continues."""
@@ -413,6 +423,8 @@ def train(config_path: str | Path, out_dir: str | Path, *, resume: bool = False,
         if "scaler" in state:
             scaler.load_state_dict(state["scaler"])
         start = int(state["step"])
+        if rank == 0:
+            _trim_log(log_path, start)
     end = cfg.steps if max_steps is None else min(cfg.steps, start + max_steps)
 
     sampler = PairSampler(build_specs(run.data), neg_prob=run.neg_prob, augment=run.augment, seed=run.seed)

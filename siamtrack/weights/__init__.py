@@ -223,7 +223,8 @@ def export(src: str | Path, dst: str | Path, *, half: bool = True) -> dict[str, 
 
     ckpt = read_checkpoint(src)
     state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in ckpt["state_dict"].items()}
-    out = {"state_dict": state, **{k: ckpt[k] for k in ("arch", "config", "preset", "step") if k in ckpt}}
+    kept = ("arch", "config", "preset", "preset_tuning", "step")
+    out = {"state_dict": state, **{k: ckpt[k] for k in kept if k in ckpt}}
     dst = Path(dst)
     tmp = dst.with_name(dst.name + ".tmp")
     torch.save(out, tmp)
