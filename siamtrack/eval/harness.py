@@ -21,7 +21,7 @@ from siamtrack import __version__
 from siamtrack.errors import SiamtrackError
 from siamtrack.eval import boxes as bx
 from siamtrack.eval import davis as dv
-from siamtrack.train.datasets import groundtruth_file, list_images, mask_box, parse_polygons, read_label_mask
+from siamtrack.io.annotations import groundtruth_file, list_images, mask_box, parse_polygons, read_label_mask
 
 DAVIS_COLUMNS = ("J_mean", "J_recall", "J_decay", "F_mean", "F_recall", "F_decay", "JF_mean")
 OPE_COLUMNS = ("success_auc", "precision_20")
