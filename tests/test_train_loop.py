@@ -64,7 +64,7 @@ def test_phases_freeze_the_early_trunk_and_keep_its_batchnorm_in_eval_mode():
     assert {id(p) for p in groups[1]["params"]} == trunk_ids
 
 
-def _config(tmp_path: Path, steps: int = 100, shift: float = 64.0, workers: int = 1) -> Path:
+def _config(tmp_path: Path, steps: int = 100, shift: float = 64.0, workers: int = 1, extra: str = "") -> Path:
     path = tmp_path / "c.toml"
     path.write_text(f"""
 [model]
@@ -79,7 +79,7 @@ steps = {steps}
 workers = {workers}
 [val]
 every = 10
-""")
+""" + extra)
     return path
 
 
@@ -200,3 +200,25 @@ def test_resume_trims_log_lines_past_the_checkpoint(tmp_path):
     assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [10, 20]
     _trim_log(tmp_path / "absent.jsonl", 20)
     assert not (tmp_path / "absent.jsonl").exists()
+
+
+STAGE = "[[augment_stage]]\nfrom_step = {}\nelastic = 0.5\n"
+
+
+def test_augment_stages_override_the_base_from_their_step(tmp_path):
+    run = RunConfig.load(_config(tmp_path, extra=STAGE.format(50)))
+    ((start, aug),) = run.augment_stages
+    assert start == 50 and aug.elastic == 0.5 and aug.search_shift == run.augment.search_shift == 64.0
+    with pytest.raises(SiamtrackError, match="from_step"):
+        RunConfig.load(_config(tmp_path, extra="[[augment_stage]]\nelastic = 0.5\n"))
+    with pytest.raises(SiamtrackError, match="augment_stage"):
+        RunConfig.load(_config(tmp_path, extra=STAGE.format(50) + "sharpness = 1\n"))
+
+
+def test_resume_accepts_augment_stages_that_start_after_the_checkpoint_only(tmp_path):
+    saved = RunConfig.load(_config(tmp_path)).raw
+    _check_same_recipe(saved, RunConfig.load(_config(tmp_path, extra=STAGE.format(50))).raw, Path("last.pt"), 50)
+    with pytest.raises(SiamtrackError, match="augment_stage"):
+        _check_same_recipe(saved, RunConfig.load(_config(tmp_path, extra=STAGE.format(40))).raw, Path("last.pt"), 50)
+    staged = RunConfig.load(_config(tmp_path, extra=STAGE.format(40))).raw
+    _check_same_recipe(staged, RunConfig.load(_config(tmp_path, extra=STAGE.format(40))).raw, Path("last.pt"), 60)

@@ -104,3 +104,15 @@ def test_negative_pairs_search_another_track(tmp_path):
         template_is_a = pair.template[63, 63, 2] > 128  # the red object of track a at the template centre
         search_is_a = np.any(pair.search[..., 2] > 128)  # no red anywhere in track b's frames
         assert template_is_a != search_is_a, i
+
+
+def test_augment_stage_changes_only_the_pairs_from_its_first_index(tmp_path):
+    track = _track(tmp_path / "t", "t", 6, _object_frame)
+    spec = [DatasetSpec("t", [track], 1.0, 3)]
+    base = AugmentConfig(**STILL)
+    plain = PairSampler(spec, augment=base, neg_prob=0.0, seed=3)
+    staged = PairSampler(spec, augment=base, neg_prob=0.0, seed=3,
+                         stages=[(10, AugmentConfig(**{**STILL, "affine": 1.0}))])
+    for i in range(10):
+        np.testing.assert_array_equal(plain.pair(i).search, staged.pair(i).search)
+    assert any(not np.array_equal(plain.pair(i).search, staged.pair(i).search) for i in range(10, 14))

@@ -13,7 +13,7 @@ import json
 import os
 import time
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,7 @@ class RunConfig:
     augment: AugmentConfig
     val: ValConfig
     preset: dict[str, Any]
+    augment_stages: list[tuple[int, AugmentConfig]] = field(default_factory=list)
     seed: int = 0
     neg_prob: float = 0.2
     raw: dict[str, Any] = field(default_factory=dict)
@@ -94,17 +95,33 @@ class RunConfig:
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise SiamtrackError(f"{path}: cannot read training config ({exc})") from None
         sampler = raw.get("sampler", {})
+        base = _dataclass_from(AugmentConfig, raw.get("augment", {}), "[augment]")
         return cls(
             model=dict(raw.get("model", {"arch": "siammask_lite"})),
             data=list(raw.get("data", [])),
             train=_dataclass_from(TrainConfig, raw.get("train", {}), "[train]"),
-            augment=_dataclass_from(AugmentConfig, raw.get("augment", {}), "[augment]"),
+            augment=base,
             val=_dataclass_from(ValConfig, raw.get("val", {}), "[val]"),
+            augment_stages=_augment_stages(base, raw.get("augment_stage", [])),
             preset=dict(raw.get("preset", {})),
             seed=int(sampler.get("seed", 0)),
             neg_prob=float(sampler.get("neg_prob", 0.2)),
             raw=raw,
         )
+
+
+def _augment_stages(base: AugmentConfig, stages: list[dict[str, Any]]) -> list[tuple[int, AugmentConfig]]:
+    """``[[augment_stage]]`` tables: from step ``from_step`` on, the listed [augment] values change
+    (each stage starts from [augment], not from the stage before)."""
+    out = []
+    for stage in stages:
+        stage = dict(stage)
+        if "from_step" not in stage:
+            raise SiamtrackError("every [[augment_stage]] needs a from_step")
+        start = int(stage.pop("from_step"))
+        changed = _dataclass_from(AugmentConfig, {**asdict(base), **stage}, "[[augment_stage]]")
+        out.append((start, changed))
+    return sorted(out, key=lambda s: s[0])
 
 
 def build_specs(data: list[dict[str, Any]]) -> list[DatasetSpec]:
@@ -355,12 +372,17 @@ def _trim_log(path: Path, step: int) -> None:
         path.write_text("".join(kept))
 
 
-def _check_same_recipe(saved: dict[str, Any], current: dict[str, Any], ckpt: Path) -> None:
+def _check_same_recipe(saved: dict[str, Any], current: dict[str, Any], ckpt: Path, step: int = 0) -> None:
     """Refuse to resume with a config whose data, augmentation or schedule differ from the run's:
-    the resumed run would silently stop being the run it continues."""
+    the resumed run would silently stop being the run it continues. Augmentation stages that start
+    at or after the resumed step may be added or changed: the steps already trained did not use them."""
     def recipe(raw: dict[str, Any]) -> dict[str, Any]:
         out = {}
         for section, value in raw.items():
+            if section == "augment_stage":
+                value = [stage for stage in value if int(stage.get("from_step", 0)) < step]
+                if not value:
+                    continue
             if section in RESUMABLE_CHANGES and RESUMABLE_CHANGES[section] is None:
                 continue
             skip = RESUMABLE_CHANGES.get(section) or set()
@@ -416,7 +438,7 @@ def train(config_path: str | Path, out_dir: str | Path, *, resume: bool = False,
     start = 0
     if resume and ckpt.is_file():
         saved = torch.load(ckpt, map_location=dev, weights_only=True)
-        _check_same_recipe(saved.get("train_config", {}), run.raw, ckpt)
+        _check_same_recipe(saved.get("train_config", {}), run.raw, ckpt, int(saved.get("step", 0)))
         model.load_state_dict(saved["state_dict"])
         state = torch.load(optim_path, map_location=dev, weights_only=True)
         optimizer.load_state_dict(state["optimizer"])
@@ -427,7 +449,8 @@ def train(config_path: str | Path, out_dir: str | Path, *, resume: bool = False,
             _trim_log(log_path, start)
     end = cfg.steps if max_steps is None else min(cfg.steps, start + max_steps)
 
-    sampler = PairSampler(build_specs(run.data), neg_prob=run.neg_prob, augment=run.augment, seed=run.seed)
+    sampler = PairSampler(build_specs(run.data), neg_prob=run.neg_prob, augment=run.augment, seed=run.seed,
+                          stages=[(step * cfg.batch_size, aug) for step, aug in run.augment_stages])
     loader = torch.utils.data.DataLoader(
         PairDataset(sampler), batch_sampler=StepBatches(cfg.batch_size, start, end, rank, world, cfg.accumulate),
         num_workers=cfg.workers, pin_memory=dev.type == "cuda", persistent_workers=False,

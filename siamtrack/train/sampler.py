@@ -18,6 +18,7 @@ turning a new one off keeps the pairs of existing recipes unchanged.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -159,7 +160,9 @@ class PairSampler:
     """Draws pairs from a weighted mix of datasets; ``pair(i)`` is a pure function of (seed, i)."""
 
     def __init__(self, specs: list[DatasetSpec], *, neg_prob: float = 0.2, augment: AugmentConfig | None = None,
-                 seed: int = 0, cache_bytes: int = 1 << 30) -> None:
+                 seed: int = 0, cache_bytes: int = 1 << 30,
+                 stages: Sequence[tuple[int, AugmentConfig]] = ()) -> None:
+        """``stages``: (first pair index, augmentation) pairs that replace ``augment`` from that pair on."""
         self.specs = [s for s in specs if s.tracks]
         if not self.specs:
             raise ValueError("no usable tracks in the training data")
@@ -167,6 +170,7 @@ class PairSampler:
         self.weights = w / w.sum()
         self.neg_prob = neg_prob
         self.aug = augment or AugmentConfig()
+        self.stages = sorted(stages, key=lambda s: s[0])
         self.seed = seed
         self.cache = FrameCache(cache_bytes)
         self._masked = [(s, t) for s in self.specs if s.has_masks for t in s.tracks if t.has_masks]
@@ -181,7 +185,7 @@ class PairSampler:
 
     def pair(self, index: int) -> Pair:
         rng = np.random.default_rng((self.seed, index))
-        aug = self.aug
+        aug = next((a for first, a in reversed(self.stages) if index >= first), self.aug)
         spec, track = self._pick(rng)
         valid = track.valid
         t_idx = int(valid[rng.integers(valid.size)])
