@@ -1,0 +1,52 @@
+"""The fast inference rewrites change speed, not results."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from siamtrack.engine import _FrozenTrunk, count_track_flops, prepare_network
+from siamtrack.models import build_model
+from siamtrack.tracker import Tracker
+
+
+def _lite(seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    model = build_model("siammask_lite", channels=32).eval()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+    return model
+
+
+def test_frozen_trunk_equals_the_eager_trunk_for_any_batch_and_size():
+    net, mode = prepare_network(_lite(), torch.device("cpu"), "fp32")
+    assert mode == "fp32" and isinstance(net.trunk, _FrozenTrunk) and net.trunk.frozen is not None
+    with torch.inference_mode():
+        for shape in ((1, 3, 248, 248), (3, 3, 248, 248), (2, 3, 120, 120)):
+            x = torch.rand(shape) * 2 - 1
+            fast, eager = net.trunk(x), net.trunk.trunk(x)
+            for a, b in zip(fast, eager, strict=True):
+                torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_frozen_trunk_keeps_flop_counts_and_tracker_outputs():
+    model = _lite(1)
+    fast = Tracker(model, "davis", device="cpu", precision="fp32")
+    plain = Tracker(model, "davis", device="cpu", precision="fp32")
+    plain.net.trunk.frozen = None  # the eager trunk
+    assert count_track_flops(fast.net, fast.device) == count_track_flops(plain.net, plain.device) > 0
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (240, 320, 3), dtype=np.uint8) for _ in range(4)]
+    for t in (fast, plain):
+        t.init(frames[0], (100, 80, 60, 50))
+    for f in frames[1:]:
+        (a,), (b,) = fast.track(f), plain.track(f)
+        np.testing.assert_allclose(a.box, b.box, atol=1e-3)
+        assert np.count_nonzero(a.mask != b.mask) <= 5
+
+
+def test_official_trunk_stays_eager():
+    net, _ = prepare_network(build_model("siammask_sharp"), torch.device("cpu"), "fp32")
+    assert not any(isinstance(m, _FrozenTrunk) for m in net.modules())
