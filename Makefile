@@ -33,9 +33,12 @@ weights: setup
 demo: setup weights
 	$(VENV)/bin/siamtrack demo
 
+# bf16 is timed where the CPU runs it natively (AVX512-BF16 or AMX); elsewhere it would be refused.
+BENCH_BF16 := $(shell grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo 2>/dev/null && echo ,bf16)
+
 bench: setup
-	$(VENV)/bin/siamtrack bench --precision fp32-reference,fp32,auto --threads 1,2 --json runs/bench.json
-	$(VENV)/bin/siamtrack bench --arch siammask_sharp --precision fp32-reference,fp32,auto --threads 1,2 \
+	$(VENV)/bin/siamtrack bench --precision fp32-reference,fp32$(BENCH_BF16) --threads 1,2 --json runs/bench.json
+	$(VENV)/bin/siamtrack bench --arch siammask_sharp --precision fp32-reference,fp32$(BENCH_BF16) --threads 1,2 \
 		--frames 25 --json runs/bench-official.json
 
 # Trains (or resumes: the state in weights/siammask-lite/ is committed) the compact default model,
