@@ -42,7 +42,7 @@ def run_trajectories(tracker: Tracker, tracks: list[ds.Track], cache: ds.FrameCa
     box_ious = []
     for track in tracks:
         n = len(track.frames) if max_frames is None else min(len(track.frames), max_frames)
-        first = int(np.flatnonzero(np.isfinite(track.boxes[:, 0]))[0])
+        first = int(track.valid[0])
         tracker.init(cache.frame(track.frames[first]), tuple(track.boxes[first]))
         for i in range(first + 1, n):
             (r,) = tracker.track(cache.frame(track.frames[i]))

@@ -119,11 +119,9 @@ class _FrozenTrunk(nn.Module):
         # time and minutes of compilation; until a torch without it, use it quietly, else stay eager.
         with torch.inference_mode(), warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            try:
+            with contextlib.suppress(AttributeError, RuntimeError):
                 traced = torch.jit.trace(trunk, example, check_trace=False)
                 self.frozen = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
-            except (AttributeError, RuntimeError):
-                self.frozen = None
 
     def forward(self, x):
         return self.trunk(x) if self.eager or self.frozen is None else self.frozen(x)

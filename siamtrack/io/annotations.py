@@ -10,9 +10,7 @@ import numpy as np
 from PIL import Image
 
 from siamtrack.errors import SiamtrackError
-from siamtrack.io.sources import natural_key
-
-IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp")
+from siamtrack.io.sources import IMAGE_EXT, natural_key
 
 
 def list_images(folder: Path) -> list[Path]:
