@@ -9,6 +9,7 @@ The ``OFFICIAL_*`` numbers were produced by running the official evaluation
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -205,6 +206,29 @@ def test_decay_is_first_quarter_minus_last():
     assert dv.statistics(values)["decay"] == pytest.approx(1.0 - 0.2)
 
 
+def official_uint8_decay(values):
+    """The official ``db_statistics`` decay, cut indices cast to uint8 as it casts them."""
+    x = np.asarray(values, dtype=np.float64)
+    ids = (np.round(np.linspace(1, len(x), 5) + 1e-10) - 1).astype(np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=RuntimeWarning)  # an empty bin, as beyond 255 values
+        return np.nanmean(x[ids[0]:ids[1] + 1]) - np.nanmean(x[ids[3]:ids[4] + 1])
+
+
+def test_decay_equals_the_official_uint8_cut_wherever_that_is_defined():
+    rng = np.random.default_rng(3)
+    for n in range(1, 256):  # 256 values: ids[4] + 1 overflows uint8 too (NumPy 2)
+        values = rng.random(n)
+        assert dv.statistics(values)["decay"] == official_uint8_decay(values), n
+
+
+def test_decay_of_300_values_is_finite_and_known():
+    # edges round(linspace(1, 300, 5) + 1e-10) - 1 = 0, 75, 150, 224, 299: first bin [0:76], last [224:300]
+    values = np.arange(300) / 299
+    assert np.isnan(official_uint8_decay(values))  # 299 wraps to 43: an empty last bin
+    assert dv.statistics(values)["decay"] == pytest.approx((37.5 - 261.5) / 299, abs=1e-12)
+
+
 def test_label_semantics():
     binary = np.array([[0, 255], [255, 0]], np.uint8)
     palette = np.array([[0, 1], [3, 255]], np.uint8)
@@ -335,3 +359,85 @@ def test_split_files_of_both_davis_packages(tmp_path):
     assert split_sequences(tmp_path, "train") == ["bear", "bike-packing"]
     with pytest.raises(SiamtrackError, match="no test.txt"):
         split_sequences(tmp_path, "test")
+
+
+def long_sequence(tmp_path, n_frames=302):
+    """A binary DAVIS sequence of ``n_frames`` tiny frames predicted perfectly for the first 150
+    scored frames and not at all after (so J and F decay by exactly 1)."""
+    gt = ellipse((24, 32), 12, 16, 8, 10)
+    labels = [gt.astype(np.uint8)] * n_frames
+    preds = [gt.astype(np.uint8) * 255 if t <= 150 else np.zeros_like(gt, np.uint8) for t in range(n_frames)]
+    return write_davis(tmp_path / "davis", {"long": (labels, preds)}, pred_root=tmp_path / "pred", binary=True)
+
+
+def test_eval_davis_command_scores_300_frames_with_a_finite_decay(tmp_path):
+    from click.testing import CliRunner
+
+    from siamtrack.cli import cli
+
+    root = long_sequence(tmp_path)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(cli, ["eval", "davis", str(root), "--pred", str(tmp_path / "pred"), "--out", str(out),
+                                   "--quiet"])
+    assert res.exit_code == 0, res.output
+    results = json.loads((out / "results.json").read_text())
+    assert results["sequences"]["long"]["scored_frames"] == 300
+    assert results["summary"]["J_decay"] == 1.0 and results["summary"]["F_decay"] == 1.0
+    assert results["summary"]["J_mean"] == 0.5
+
+
+def test_eval_command_keeps_results_with_non_finite_values_as_null(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from siamtrack.cli import cli
+    from siamtrack.eval import harness
+
+    real = harness.evaluate_davis
+
+    def with_nan(*args, **kwargs):
+        results = real(*args, **kwargs)
+        results["summary"]["J_decay"] = float("nan")
+        results["sequences"]["seqa"]["objects"]["1"]["J_per_frame"][2] = float("inf")
+        return results
+
+    monkeypatch.setattr(harness, "evaluate_davis", with_nan)
+    root = write_davis(tmp_path / "davis", palette_sequences(), pred_root=tmp_path / "pred")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(cli, ["eval", "davis", str(root), "--pred", str(tmp_path / "pred"), "--out", str(out),
+                                   "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert "2 value(s) were not finite" in res.output and "summary.J_decay" in res.output
+    results = json.loads((out / "results.json").read_text())
+    assert results["summary"]["J_decay"] is None
+    assert results["summary"]["J_mean"] == pytest.approx(OFFICIAL_FOLDER_MEANS["J_mean"], abs=1e-12)
+    assert results["sequences"]["seqa"]["objects"]["1"]["J_per_frame"][2] is None
+    assert "| **-** |" in (out / "results.md").read_text()
+
+
+def test_eval_command_checks_its_output_folder_before_evaluating(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from siamtrack.cli import cli
+    from siamtrack.eval import harness
+
+    calls = []
+    monkeypatch.setattr(harness, "evaluate_davis", lambda *a, **k: calls.append(a))
+    root = write_davis(tmp_path / "davis", palette_sequences(), pred_root=tmp_path / "pred")
+    (tmp_path / "file").write_text("")
+    res = CliRunner().invoke(cli, ["eval", "davis", str(root), "--pred", str(tmp_path / "pred"), "--out",
+                                   str(tmp_path / "file" / "sub"), "--quiet"])
+    assert res.exit_code == 1 and "cannot write" in res.output and res.output.count("\n") == 1
+    assert calls == []
+
+
+def test_failed_evaluation_leaves_no_empty_results_folder(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from siamtrack.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    root = write_davis(tmp_path / "davis", palette_sequences(), pred_root=tmp_path / "pred")
+    res = CliRunner().invoke(cli, ["eval", "davis", str(root), "--pred", str(tmp_path / "pred"), "--sequences",
+                                   "nope", "--quiet"])
+    assert res.exit_code == 1 and "nope" in res.output
+    assert not (tmp_path / "runs" / "eval-davis").exists()

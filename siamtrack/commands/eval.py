@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -40,14 +43,45 @@ def _progress(quiet: bool):
     return lambda name, n: click.echo(f"  {name} ({n} frames)", err=True)
 
 
-def _report(results: dict[str, Any], out: str | None, default_name: str, quiet: bool) -> None:
+@contextlib.contextmanager
+def _results_dir(out: str | None, default_name: str) -> Iterator[Any]:
+    """The results folder, created before the evaluation, so that an unwritable one fails in
+    seconds rather than after hours of tracking; removed again if the evaluation fails and
+    the folder is new and still empty."""
     from pathlib import Path
 
-    from siamtrack.commands._common import new_run_dir
+    from siamtrack.commands._common import OutDir
+
+    existed = out is not None and Path(out).exists()
+    path = OutDir(Path(out) if out else None, default_name, overwrite=True).create()
+    try:
+        yield path
+    except BaseException:
+        if not existed and not any(path.iterdir()):
+            path.rmdir()
+        raise
+
+
+def _finite(value: Any, where: str, bad: list[str]) -> Any:
+    """``value`` with every NaN or infinity replaced by None (JSON null), their places listed in ``bad``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        bad.append(where)
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v, f"{where}.{k}" if where else str(k), bad) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v, f"{where}[{i}]", bad) for i, v in enumerate(value)]
+    return value
+
+
+def _report(results: dict[str, Any], out_dir: Any, quiet: bool) -> None:
     from siamtrack.eval.harness import summary_rows, write_results
 
-    out_dir = Path(out) if out else new_run_dir(default_name)
+    bad: list[str] = []
+    results = _finite(results, "", bad)
     written, notes = write_results(results, out_dir)
+    if bad:
+        notes.append(f"{len(bad)} value(s) were not finite and are written as null (first: {bad[0]})")
     if not quiet:
         from rich.table import Table
 
@@ -106,9 +140,10 @@ def davis(root: str, sequences: str | None, split: str | None, tracker_name: str
         raise click.UsageError("give --split or --sequences, not both")
     names = split_sequences(root, split) if split else _names(sequences)
     tracker = None if pred else _tracker(tracker_name, model, checkpoint, preset, device, precision)
-    results = evaluate_davis(root, tracker, pred_dir=pred, sequences=names, max_frames=max_frames,
-                             save_masks=save_masks, on_sequence=_progress(quiet))
-    _report(results, out, "eval-davis", quiet)
+    with _results_dir(out, "eval-davis") as out_dir:
+        results = evaluate_davis(root, tracker, pred_dir=pred, sequences=names, max_frames=max_frames,
+                                 save_masks=save_masks, on_sequence=_progress(quiet))
+        _report(results, out_dir, quiet)
 
 
 @eval_group.command()
@@ -132,6 +167,7 @@ def boxes(root: str, sequences: str | None, tracker_name: str, model, checkpoint
     from siamtrack.eval.harness import evaluate_boxes
 
     tracker = _tracker(tracker_name, model, checkpoint, preset, device, precision)
-    results = evaluate_boxes(root, tracker, restart=restart, sequences=_names(sequences), max_frames=max_frames,
-                             on_sequence=_progress(quiet))
-    _report(results, out, "eval-boxes-restart" if restart else "eval-boxes", quiet)
+    with _results_dir(out, "eval-boxes-restart" if restart else "eval-boxes") as out_dir:
+        results = evaluate_boxes(root, tracker, restart=restart, sequences=_names(sequences),
+                                 max_frames=max_frames, on_sequence=_progress(quiet))
+        _report(results, out_dir, quiet)

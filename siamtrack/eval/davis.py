@@ -5,7 +5,7 @@ pixels matched within ``ceil(0.008 * image diagonal)`` pixels: one-pixel boundar
 ``seg2bmap`` draws them (a pixel differs from its right, lower or lower-right neighbour),
 dilated by a disk of that radius, precision and recall counted on the matched pixels.
 Per object, the per-frame values give mean, recall (fraction > 0.5) and decay (first
-quarter minus last quarter, bins cut as the official ``db_statistics`` cuts them).
+quarter minus last quarter, bins cut as the official ``db_statistics`` cuts them, for any length).
 Callers leave out the first (given) and last frames, as the official code does.
 
 Label images follow the toolkits: DAVIS-2016 masks are 0/255 (one object); DAVIS-2017
@@ -90,8 +90,10 @@ def boundary_f(gt: np.ndarray, pred: np.ndarray, bound_th: float = BOUND_TH) -> 
 def statistics(values: Sequence[float] | np.ndarray) -> dict[str, float]:
     """Mean, recall (> 0.5) and decay of per-frame values, as the official ``db_statistics``.
 
-    The decay bins are cut at ``round(linspace(1, n, 5)) - 1`` and, like the official code,
-    the indices are cast to uint8 (so sequences longer than 256 scored frames wrap the same way).
+    The decay bins are cut at ``round(linspace(1, n, 5)) - 1``, as the official code cuts them.
+    That code casts the cut indices to uint8, which is exact up to 256 values and wraps beyond
+    (empty bins, a NaN decay); here they stay integers of any size, so every length is binned
+    the same way and the figures equal the official ones wherever those are defined.
     """
     x = np.asarray(values, dtype=np.float64)
     if x.size == 0:
@@ -100,7 +102,7 @@ def statistics(values: Sequence[float] | np.ndarray) -> dict[str, float]:
         warnings.simplefilter("ignore", category=RuntimeWarning)
         mean = np.nanmean(x)
         recall = np.nanmean(x > 0.5)
-        edges = (np.round(np.linspace(1, len(x), 5) + 1e-10) - 1).astype(np.uint8)
+        edges = (np.round(np.linspace(1, len(x), 5) + 1e-10) - 1).astype(np.int64)
         bins = [x[edges[i]:edges[i + 1] + 1] for i in range(4)]
         decay = np.nanmean(bins[0]) - np.nanmean(bins[3])
     return {"mean": float(mean), "recall": float(recall), "decay": float(decay)}
