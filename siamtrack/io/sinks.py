@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from siamtrack.atomic import atomic_path
 from siamtrack.errors import SiamtrackError
 
 __all__ = ["BackgroundWorker", "DavisPaletteSink", "MaskPngSink", "NpzSink", "RunOutputs", "TrackRecords",
@@ -326,8 +327,9 @@ def read_jsonl(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 
 
 def finalise_tracks(jsonl: Path, final: Path, extra_meta: dict[str, Any] | None = None) -> Path:
-    """Frame-major JSON Lines -> the object-major ``tracks.json``, streamed (one pass per object),
-    written to a temporary name and renamed, so memory does not grow with the video."""
+    """Frame-major JSON Lines -> the object-major ``tracks.json``, streamed (one pass per object)
+    so memory does not grow with the video, and written atomically: interrupted, it leaves
+    the JSON Lines and no partial or temporary file."""
     meta: dict[str, Any] = {}
     frames = 0
     ids: dict[str, None] = {}
@@ -339,8 +341,7 @@ def finalise_tracks(jsonl: Path, final: Path, extra_meta: dict[str, Any] | None 
             frames += 1
             ids.update((str(r["obj_id"]), None) for r in row["objects"])
     meta = {**meta, **(extra_meta or {}), "frames": frames}
-    tmp = final.with_name(final.name + ".tmp")
-    with open(tmp, "w") as out:
+    with atomic_path(final) as tmp, open(tmp, "w") as out:
         out.write('{\n "meta": ' + json.dumps(meta, allow_nan=False) + ',\n "objects": {')
         for k, obj_id in enumerate(ids):
             out.write(("," if k else "") + f"\n  {json.dumps(obj_id)}: [")
@@ -354,7 +355,6 @@ def finalise_tracks(jsonl: Path, final: Path, extra_meta: dict[str, Any] | None 
                         sep = ",\n   "
             out.write("\n  ]")
         out.write("\n }\n}\n")
-    tmp.replace(final)
     return final
 
 

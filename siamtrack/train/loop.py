@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from siamtrack import geometry as geo
+from siamtrack.atomic import atomic_path
 from siamtrack.errors import SiamtrackError
 from siamtrack.models import build_model
 from siamtrack.train import datasets as ds
@@ -284,9 +285,8 @@ class TrainStep(nn.Module):
 
 
 def save_atomic(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def checkpoint_payload(model: nn.Module, run: RunConfig, step: int) -> dict[str, Any]:

@@ -12,6 +12,7 @@ against the expected network structure its size and SHA-256 are recorded in
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -20,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from siamtrack.atomic import atomic_path, write_text_atomic
 from siamtrack.errors import CheckpointError, SiamtrackError, WeightsDownloadError
 from siamtrack.weights.download import download_file, sha256_file
 
@@ -99,12 +101,8 @@ def _read_record(folder: Path) -> dict[str, Any]:
 
 
 def _write_record(folder: Path, record: dict[str, Any]) -> None:
-    tmp = folder / (HASH_RECORD + ".tmp")
-    try:
-        tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, folder / HASH_RECORD)
-    except OSError:
-        pass  # a read-only weights folder only loses the trust-on-first-use record
+    with contextlib.suppress(OSError):  # a read-only weights folder only loses the trust-on-first-use record
+        write_text_atomic(folder / HASH_RECORD, json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
 def verify(path: str | Path, *, expected_arch: str | None = None) -> dict[str, Any]:
@@ -226,7 +224,6 @@ def export(src: str | Path, dst: str | Path, *, half: bool = True) -> dict[str, 
     kept = ("arch", "config", "preset", "preset_tuning", "step")
     out = {"state_dict": state, **{k: ckpt[k] for k in kept if k in ckpt}}
     dst = Path(dst)
-    tmp = dst.with_name(dst.name + ".tmp")
-    torch.save(out, tmp)
-    os.replace(tmp, dst)
+    with atomic_path(dst) as tmp:
+        torch.save(out, tmp)
     return {"size": dst.stat().st_size, "sha256": sha256_file(dst)}

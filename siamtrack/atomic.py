@@ -1,0 +1,41 @@
+"""Files replaced in one step: readers see the old file or the new one, never a part of one,
+and a write that fails (an error, Ctrl-C, a signal) leaves no temporary file behind.
+
+Standard library only, so every room (weights, train, io) can use it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["atomic_path", "write_text_atomic"]
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary name next to ``path`` to write the new content to.
+
+    When the block ends normally the temporary file is renamed over ``path`` (atomic on
+    POSIX and Windows within one folder); when it raises, anything written is removed and the
+    old ``path``, if any, is left as it was. The name carries the process id, so concurrent
+    writers of one file do not write into each other's temporary file.
+    """
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Replace ``path`` with ``text`` in one step."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
