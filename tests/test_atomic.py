@@ -41,7 +41,8 @@ def test_an_exported_checkpoint_that_fails_to_save_leaves_no_temporary(tmp_path,
     save_atomic({"state_dict": {"w": torch.ones(2)}, "arch": "siammask_lite"}, tmp_path / "src.pt")
 
     def broken(obj, f, *a, **k):
-        open(f, "wb").write(b"partial")
+        with open(f, "wb") as out:
+            out.write(b"partial")
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", broken)

@@ -16,6 +16,7 @@ from PIL import Image
 
 from siamtrack.errors import SiamtrackError
 from siamtrack.geometry import RotatedBox, box_corners, box_mask
+from siamtrack.io import sinks
 from siamtrack.io.sinks import (
     BackgroundWorker,
     DavisPaletteSink,
@@ -240,3 +241,15 @@ def test_run_outputs_cope_with_lost_shrunk_and_frame_filling_targets(tmp_path):
 
 def read_png(path: Path) -> np.ndarray:
     return cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+
+
+def test_evaluation_reads_and_writes_images_with_the_io_functions(tmp_path):
+    from siamtrack.eval import harness
+    from siamtrack.io import sources
+
+    assert harness.read_image is sources.read_image and harness.write_label_png is sinks.write_label_png
+    label = np.zeros((6, 8), np.uint8)
+    label[1:3, 2:5] = 2
+    sinks.write_label_png(tmp_path / "a.png", label)
+    img = Image.open(tmp_path / "a.png")
+    assert img.mode == "P" and (np.array(img) == label).all() and img.getpalette()[6:9] == [0, 128, 0]

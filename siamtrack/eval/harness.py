@@ -13,15 +13,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
-from PIL import Image
 
 from siamtrack import __version__
 from siamtrack.errors import SiamtrackError
 from siamtrack.eval import boxes as bx
 from siamtrack.eval import davis as dv
 from siamtrack.io.annotations import groundtruth_file, list_images, mask_box, parse_polygons, read_label_mask
+from siamtrack.io.sinks import write_label_png
+from siamtrack.io.sources import read_image
 
 DAVIS_COLUMNS = ("J_mean", "J_recall", "J_decay", "F_mean", "F_recall", "F_decay", "JF_mean")
 OPE_COLUMNS = ("success_auc", "precision_20")
@@ -45,13 +45,6 @@ class _Clock:
     def meta(self) -> dict[str, Any]:
         fps = self.frames / self.seconds if self.seconds > 0 else None
         return {"tracked_frames": self.frames, "track_seconds": self.seconds, "fps": fps}
-
-
-def read_image(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise SiamtrackError(f"cannot read image {path}")
-    return image
 
 
 def _select(names: list[str], wanted: list[str] | None, where: Path) -> list[str]:
@@ -127,16 +120,6 @@ def pred_objects(label: np.ndarray, n_objects: int, path: Path) -> dict[int, np.
     return {i: label == i for i in range(1, n_objects + 1)}
 
 
-def write_label_png(path: Path, label: np.ndarray) -> None:
-    """A DAVIS-style palette PNG (index 1 red, 2 green, ...)."""
-    from siamtrack.io.sinks import davis_palette
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img = Image.frombytes("P", (label.shape[1], label.shape[0]), np.ascontiguousarray(label, np.uint8).tobytes())
-    img.putpalette(davis_palette())
-    img.save(path)
-
-
 def evaluate_davis(root: str | Path, tracker: Any = None, *, pred_dir: str | Path | None = None,
                    sequences: list[str] | None = None, max_frames: int | None = None,
                    save_masks: str | Path | None = None, resolution: str = "480p",
@@ -200,6 +183,7 @@ def _davis_sequence(name: str, frames: list[Path], anns: list[Path], tracker: An
     if tracker is not None:
         tracker.init(read_image(frames[0]), [mask_box(dv.label_object_mask(first, i, binary)) for i in present])
         if save_masks is not None:
+            Path(save_masks, name).mkdir(parents=True, exist_ok=True)
             initial = np.zeros(first.shape, np.uint8)
             for i in present:
                 initial[dv.label_object_mask(first, i, binary)] = i

@@ -28,7 +28,8 @@ from siamtrack.atomic import atomic_path
 from siamtrack.errors import SiamtrackError
 
 __all__ = ["BackgroundWorker", "DavisPaletteSink", "MaskPngSink", "NpzSink", "RunOutputs", "TrackRecords",
-           "VideoSink", "color_for", "davis_palette", "finalise_tracks", "iter_jsonl", "read_jsonl", "render"]
+           "VideoSink", "color_for", "davis_palette", "finalise_tracks", "iter_jsonl", "read_jsonl", "render",
+           "write_label_png"]
 
 T = TypeVar("T")
 TRACKS_SCHEMA = "siamtrack-tracks/1"
@@ -251,6 +252,16 @@ class MaskPngSink:
         """Nothing buffered: every PNG is complete once written."""
 
 
+def write_label_png(path: Path, label: np.ndarray) -> None:
+    """An 8-bit palette PNG of object ids with the DAVIS palette, as DAVIS annotations are stored."""
+    img = Image.frombytes("P", (label.shape[1], label.shape[0]), np.ascontiguousarray(label, np.uint8).tobytes())
+    img.putpalette(davis_palette())
+    try:
+        img.save(path)
+    except OSError as exc:
+        raise SiamtrackError(f"cannot write {path} ({exc.strerror or exc})") from None
+
+
 class DavisPaletteSink:
     """``<root>/<frame:05d>.png``: palette images with object ids 1..K, as DAVIS annotations are stored.
 
@@ -261,20 +272,13 @@ class DavisPaletteSink:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.shape = shape
-        self.palette = davis_palette()
         self.count = 0
 
     def write(self, index: int, masks: Masks) -> None:
         label = np.zeros(self.shape, dtype=np.uint8)
         for obj_id, mask in masks:
             label[np.asarray(mask, dtype=bool)] = obj_id + 1
-        img = Image.fromarray(label, mode="P")
-        img.putpalette(self.palette)
-        path = self.root / f"{index:05d}.png"
-        try:
-            img.save(path)
-        except OSError as exc:
-            raise SiamtrackError(f"cannot write {path} ({exc.strerror or exc})") from None
+        write_label_png(self.root / f"{index:05d}.png", label)
         self.count += 1
 
     def close(self) -> None:

@@ -23,7 +23,8 @@ import numpy as np
 
 from siamtrack.errors import SourceError
 
-__all__ = ["Camera", "Frame", "FrameSource", "ImageSequence", "VideoFile", "natural_key", "open_source", "prefetch"]
+__all__ = ["Camera", "Frame", "FrameSource", "ImageSequence", "VideoFile", "natural_key", "open_source", "prefetch",
+           "read_image"]
 
 IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 DEFAULT_FOLDER_FPS = 25.0
@@ -125,7 +126,8 @@ class FrameSource:
         self.close()
 
 
-def _read_image(path: Path) -> np.ndarray:
+def read_image(path: Path) -> np.ndarray:
+    """An image file as HxWx3 uint8 BGR; a ``SourceError`` naming it when it cannot be decoded."""
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
         raise SourceError(f"{path}: cannot read image")
@@ -142,7 +144,7 @@ class ImageSequence(FrameSource):
         self.name = name
         self.path = paths[0].parent
         self.fps = fps
-        first = _read_image(paths[0])
+        first = read_image(paths[0])
         self.size = (first.shape[1], first.shape[0])
         self.count = len(paths)
 
@@ -151,7 +153,7 @@ class ImageSequence(FrameSource):
 
         def decode() -> Iterator[Frame]:
             for i in range(start, end):
-                img = _read_image(self.paths[i])
+                img = read_image(self.paths[i])
                 if (img.shape[1], img.shape[0]) != self.size:
                     raise SourceError(f"{self.paths[i]}: size {img.shape[1]}x{img.shape[0]} differs from the "
                                       f"first image ({self.size[0]}x{self.size[1]})")
