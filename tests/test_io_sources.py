@@ -179,3 +179,38 @@ def test_closing_prefetch_stops_the_worker_and_closes_the_source():
 def test_missing_camera_is_a_source_error():
     with pytest.raises(SourceError, match="camera 97 cannot be opened"):
         Camera(97)
+
+
+def test_start_seeks_in_indexed_containers_and_gives_the_frames_a_full_decode_gives(tmp_path, monkeypatch):
+    images = [np.random.default_rng(i).integers(0, 255, (48, 64, 3), np.uint8) for i in range(30)]
+    write_video(tmp_path / "clip.mp4", images)
+    for name in ("clip.mkv", "clip.ts", "copied.avi"):  # the same H.264 frames in other containers
+        subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(tmp_path / "clip.mp4"),
+                        "-c", "copy", str(tmp_path / name)], check=True)
+    writer = imageio_ffmpeg.write_frames(str(tmp_path / "clip.avi"), (64, 48), fps=25, codec="mpeg4",
+                                         pix_fmt_in="bgr24", quality=None, macro_block_size=1)
+    writer.send(None)
+    for im in images:
+        writer.send(im)
+    writer.close()
+    real, seeks = imageio_ffmpeg.read_frames, []
+
+    def recording(path, *args, input_params=None, **kwargs):
+        seeks.append(input_params or [])
+        return real(path, *args, input_params=input_params, **kwargs)
+
+    monkeypatch.setattr(imageio_ffmpeg, "read_frames", recording)
+    # MPEG-TS has no index and the copied AVI a guessed time base (600 fps): a seek would land
+    # frames away (or past the end), so those two decode from the first frame
+    for name, seeks_there in (("clip.mp4", True), ("clip.mkv", True), ("clip.avi", True), ("clip.ts", False),
+                              ("copied.avi", False)):
+        src = open_source(tmp_path / name)
+        every = [f.image for f in src]
+        assert len(every) == 30
+        for start in (1, 7, 13, 29):
+            seeks.clear()
+            got = list(src.frames(start, 3))
+            assert [f.index for f in got] == list(range(start, min(start + 3, 30))), (name, start)
+            assert all((f.image == every[f.index]).all() for f in got), (name, start)
+            assert seeks == [["-ss", f"{(start - 0.5) / 25:.6f}"] if seeks_there else []], (name, start)
+        assert list(src.frames(30, 3)) == []

@@ -173,11 +173,42 @@ def _ffmpeg_problem(path: Path, text: str) -> str:
     return f"{path}: not a readable video ({reasons[-1] if reasons else 'FFmpeg cannot decode it'})"
 
 
+SEEKABLE_DEMUXERS = ("mov", "matroska", "avi")  # FFmpeg's names: mp4/mov/m4v/3gp, mkv/webm, avi
+
+
+def seekable(path: Path) -> bool:
+    """Whether FFmpeg lands exactly on frame ``i`` of ``path`` when asked for time ``i / fps``.
+
+    The container must have an index FFmpeg seeks in exactly, and the video a constant frame
+    rate: its average rate ("fps") equal to the rate of its timestamps ("tbr"). A variable
+    frame rate (phones) or a guessed time base (streams copied between containers) fail that.
+    """
+    import subprocess
+
+    import imageio_ffmpeg
+
+    try:
+        proc = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True,
+                              text=True, errors="replace", timeout=30, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    demuxer = re.search(r"^Input #0, (\w+)", proc.stderr, re.MULTILINE)
+    video = re.search(r"Stream #0:\d+.*: Video: .*", proc.stderr)
+    rates = re.findall(r" ([\d.]+k?) (fps|tbr)\b", video.group(0)) if video else []
+    fps = [r for r, kind in rates if kind == "fps"]
+    tbr = [r for r, kind in rates if kind == "tbr"]
+    return bool(demuxer and demuxer.group(1) in SEEKABLE_DEMUXERS and fps and fps == tbr)
+
+
 class VideoFile(FrameSource):
     """A video decoded by FFmpeg (imageio-ffmpeg): mp4, avi, mkv, webm, mov, anything FFmpeg reads.
 
     ``count`` is estimated from the container's duration (for progress only); timestamps
-    are ``index / fps``.
+    are ``index / fps``. A later start is reached by seeking (FFmpeg's accurate seek: from the
+    keyframe before it, decoding only the frames in between) in constant-frame-rate videos in
+    containers that FFmpeg seeks in exactly (MP4/MOV, Matroska/WebM, AVI); elsewhere (MPEG-TS,
+    raw streams, variable frame rates) the frames before it are decoded and dropped, as a seek
+    there can land frames away.
     """
 
     def __init__(self, path: Path) -> None:
@@ -199,18 +230,30 @@ class VideoFile(FrameSource):
         duration = meta.get("duration") or 0
         self.count = int(round(duration * self.fps)) if duration else None
 
+    def seek_params(self, start: int) -> tuple[list[str], int]:
+        """FFmpeg input options reaching frame ``start``, and the index of the first frame they give.
+
+        Frame ``i`` starts at ``i / fps``; seeking half a frame earlier lands on frame ``start``
+        whatever the rounding of the timestamps. Where a time's position is not trusted (no
+        duration, see ``seekable``) the options decode from the first frame.
+        """
+        if start <= 0 or self.count is None or not seekable(self.path):
+            return [], 0
+        return ["-ss", f"{(start - 0.5) / self.fps:.6f}"], start
+
     def frames(self, start: int = 0, max_frames: int | None = None) -> Iterator[Frame]:
         import imageio_ffmpeg
 
         w, h = self.size
+        seek, seeked_to = self.seek_params(start)
 
         def decode() -> Iterator[Frame]:
-            reader = imageio_ffmpeg.read_frames(str(self.path), pix_fmt="bgr24")
-            index = -1
+            reader = imageio_ffmpeg.read_frames(str(self.path), pix_fmt="bgr24", input_params=seek)
+            index = seeked_to - 1
             try:
                 next(reader)
                 emitted = 0
-                for index, raw in enumerate(reader):
+                for index, raw in enumerate(reader, seeked_to):
                     if index < start:
                         continue
                     if max_frames is not None and emitted >= max_frames:
