@@ -7,11 +7,13 @@ point (`siamtrack.cli.main`): one line on stderr, a non-zero exit code, nothing 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -22,7 +24,8 @@ from PIL import Image
 
 from siamtrack.cli import main
 from siamtrack.commands import _common
-from siamtrack.io import synthetic
+from siamtrack.errors import SiamtrackError
+from siamtrack.io import sources, synthetic
 from siamtrack.io.sinks import read_jsonl
 from siamtrack.io.sources import open_source
 from siamtrack.tracker import PRESETS
@@ -393,3 +396,87 @@ def test_command_modules_import_nothing_heavy():
             "print(sorted(k for k in ('torch', 'cv2', 'numpy', 'imageio_ffmpeg', 'rich', 'PIL') if k in sys.modules))")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and res.stdout.strip() == "[]", res.stdout + res.stderr
+
+
+def _decoders() -> tuple[list[str], list[int]]:
+    """Decode threads alive in this process and FFmpeg processes it started."""
+    threads = [t.name for t in threading.enumerate() if t.name == "siamtrack-decode"]
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)
+            name = fields[0].split("(", 1)[1]
+            if name.startswith("ffmpeg") and int(fields[1].split()[1]) == os.getpid():
+                children.append(int(stat.parent.name))
+    return threads, children
+
+
+def _no_decoders_within(seconds: float) -> tuple[list[str], list[int]]:
+    deadline = time.time() + seconds
+    while time.time() < deadline and _decoders() != ([], []):
+        time.sleep(0.05)
+    return _decoders()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to see child processes")
+@pytest.mark.parametrize("case", ["no display to select", "model fails to load", "export: model fails to load"])
+def test_a_run_failing_after_the_source_opened_stops_its_decoder(clip, capsys, tmp_path, monkeypatch, case):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+
+    def no_model(*_a, **_k):
+        raise SiamtrackError("no such model")
+
+    monkeypatch.setattr(_common, "make_tracker", no_model)
+    assert _no_decoders_within(5) == ([], [])
+    kept = []  # as a caller (a batch of videos, a notebook) would keep the source and its frames
+    real = sources.VideoFile.frames
+
+    def frames(self, *a, **k):
+        kept.append(real(self, *a, **k))
+        return kept[-1]
+
+    monkeypatch.setattr(sources.VideoFile, "frames", frames)
+    box = [] if case == "no display to select" else ["--bbox", "10,10,30,30"]
+    command = "export-masks" if case.startswith("export") else "run"
+    code, _, err = invoke(capsys, command, clip["video"], *box, "--out", tmp_path / "o", "--quiet")
+    assert code == 1 and ("--bbox" in err or "no such model" in err), err
+    assert kept and _no_decoders_within(5) == ([], [])
+
+
+SECOND_SIGTERM = """
+import os, signal, sys
+from siamtrack.commands import _common
+from siamtrack.io import sinks
+from siamtrack.io.synthetic import OracleTracker
+real_iter = sinks.iter_jsonl
+passes = []
+def iter_jsonl(path):
+    passes.append(path)
+    if len(passes) == 2:  # tracks.json is being written: its header is out, object 0 is next
+        os.kill(os.getpid(), signal.SIGTERM)
+    return real_iter(path)
+sinks.iter_jsonl = iter_jsonl
+class StopsAt4(OracleTracker):
+    calls = 0
+    def track(self, frame, **kw):
+        StopsAt4.calls += 1
+        if StopsAt4.calls == 4:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return super().track(frame, **kw)
+_common.make_tracker = lambda *a, **k: StopsAt4({n}, {size})
+from siamtrack.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_a_second_sigterm_while_finalising_does_not_cut_tracks_json_short(clip, tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-c", SECOND_SIGTERM.format(n=N, size=SIZE), "run", clip["video"],
+                           "--bbox", box_arg(clip["gt"]["init_box"]), "--out", str(out), "--quiet", "--no-video"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM and "Traceback" not in proc.stderr, proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["masks", "tracks.json"]
+    doc = json.loads((out / "tracks.json").read_text())
+    assert doc["meta"]["interrupted"] is True and doc["meta"]["frames"] == 4
+    assert [r["frame"] for r in doc["objects"]["0"]] == [0, 1, 2, 3]

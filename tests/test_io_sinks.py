@@ -253,3 +253,59 @@ def test_evaluation_reads_and_writes_images_with_the_io_functions(tmp_path):
     sinks.write_label_png(tmp_path / "a.png", label)
     img = Image.open(tmp_path / "a.png")
     assert img.mode == "P" and (np.array(img) == label).all() and img.getpalette()[6:9] == [0, 128, 0]
+
+
+def _closes_within(close, seconds: float):
+    """Run ``close`` on a thread; (finished in time, what it raised)."""
+    import threading
+
+    raised = []
+
+    def target():
+        try:
+            close()
+        except BaseException as exc:
+            raised.append(exc)
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join(seconds)
+    return not t.is_alive(), raised
+
+
+def test_closing_a_hung_writer_gives_up_after_its_timeout():
+    import threading
+
+    release = threading.Event()
+    w = BackgroundWorker(lambda item: release.wait(), depth=1, name="stuck writer", close_timeout=0.3)
+    w.put(1)  # being handled, forever
+    w.put(2)  # fills the queue: the stop marker cannot even be queued
+    t0 = time.perf_counter()
+    finished, raised = _closes_within(w.close, 10)
+    release.set()
+    assert finished and 0.25 < time.perf_counter() - t0 < 5
+    assert len(raised) == 1 and isinstance(raised[0], sinks.WriterHung) and "stuck writer" in str(raised[0])
+
+
+def test_run_outputs_finalise_tracks_json_although_the_video_writer_hangs(tmp_path, monkeypatch):
+    import threading
+
+    release = threading.Event()
+    monkeypatch.setattr(sinks.VideoSink, "_send", lambda self, frame: release.wait())  # an encoder that stalls
+    out = RunOutputs(tmp_path, {"objects": [{"obj_id": 0}]}, fps=10, size=(40, 30), close_timeout=0.3)
+    for i in range(3):
+        out.write(i, i / 10, np.full((30, 40, 3), 60, np.uint8), [result(0, box_mask((30, 40), (i, i, 8, 8)))])
+    finished, raised = _closes_within(lambda: out.close({"interrupted": False}), 10)
+    release.set()
+    assert finished and len(raised) == 1 and "annotated.mp4" in str(raised[0])
+    doc = json.loads((tmp_path / "tracks.json").read_text())
+    assert doc["meta"]["frames"] == 3 and not (tmp_path / "tracks.jsonl").exists()
+
+
+def test_mask_outputs_write_like_run_outputs(tmp_path):
+    out = sinks.MaskOutputs(sinks.NpzSink(tmp_path, (30, 40)))
+    for i in range(4):
+        out.write(i, i / 10, np.zeros((30, 40, 3), np.uint8), [result(0, box_mask((30, 40), (i, i, 8, 8)))])
+    assert out.close({"interrupted": False}) == {"frames": 4, "mask_files": 4}
+    with np.load(tmp_path / "00002.npz") as d:
+        assert d["ids"].tolist() == [0] and d["masks"][0].sum() == 64 and d["masks"][0][2, 2]

@@ -11,7 +11,6 @@ import math
 import os
 import re
 import shutil
-import signal
 import sys
 import time
 import warnings
@@ -181,8 +180,13 @@ def init_tracker(tracker: Any, frame: Any, boxes: Sequence[Box]) -> list[int]:
         warnings.simplefilter("always")
         ids = tracker.init(frame, [tuple(b) for b in boxes])
     for w in caught:
-        click.echo(f"Warning: {w.message}", err=True)
+        echo_warning(str(w.message))
     return ids
+
+
+def echo_warning(message: str) -> None:
+    """A warning as one line on stderr."""
+    click.echo(f"Warning: {message}", err=True)
 
 
 def first_frame(frames: Iterator) -> Any:
@@ -200,7 +204,10 @@ def console(stderr: bool = False) -> Any:
 
 
 class Progress:
-    """A rich progress bar on stderr (frames, fps, elapsed, ETA); silent when ``quiet``."""
+    """A rich progress bar on stderr (frames, fps, elapsed, ETA); silent when ``quiet``.
+
+    The bar appears with the first frame done, so errors of the set-up print alone.
+    """
 
     def __init__(self, total: int | None, quiet: bool, label: str = "tracking") -> None:
         self.quiet = quiet
@@ -208,6 +215,7 @@ class Progress:
         self.t0: float | None = None
         self.t_last: float | None = None
         self._base = 0
+        self._shown = False
         if not quiet:
             from rich.console import Console
             from rich.progress import (
@@ -225,12 +233,10 @@ class Progress:
             self.task = self.bar.add_task(label, total=total, fps="-")
 
     def __enter__(self) -> Progress:
-        if not self.quiet:
-            self.bar.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if not self.quiet:
+        if self._shown:
             self.bar.__exit__(*exc)
 
     def start(self) -> None:
@@ -242,6 +248,9 @@ class Progress:
         self.done += n
         self.t_last = time.perf_counter()
         if not self.quiet:
+            if not self._shown:
+                self.bar.__enter__()
+                self._shown = True
             self.bar.update(self.task, advance=n, fps=f"{self.fps:.1f}")
 
     @property
@@ -259,36 +268,6 @@ def summary_table(title: str, rows: list[tuple[str, Any]]) -> None:
     for k, v in rows:
         table.add_row(k, str(v))
     console(stderr=True).print(table)
-
-
-@contextlib.contextmanager
-def stop_on_signals() -> Iterator[dict[str, int]]:
-    """Within the block, SIGTERM (and SIGHUP) raise KeyboardInterrupt like Ctrl-C does, so a
-    command's ``finally`` finalises its outputs; yields ``{"signal": n}`` once one arrived."""
-    got: dict[str, int] = {}
-    names = [s for s in ("SIGTERM", "SIGHUP") if hasattr(signal, s)]
-    previous: dict[int, Any] = {}
-
-    def handler(signum: int, _frame: Any) -> None:
-        got["signal"] = signum
-        raise KeyboardInterrupt
-
-    try:
-        for name in names:
-            sig = getattr(signal, name)
-            previous[sig] = signal.signal(sig, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        previous.clear()
-    try:
-        yield got
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-def interrupted_exit_code(got: dict[str, int]) -> int:
-    """128 + the signal number, as shells report (130 for Ctrl-C)."""
-    return 128 + got.get("signal", signal.SIGINT)
 
 
 def user_errors(func: Callable) -> Callable:

@@ -38,56 +38,32 @@ def export_masks(source: str, bboxes: tuple[str, ...], model: str | None, checkp
     given boxes, filled: it is the initialisation, not a prediction (DAVIS evaluation skips it).
     With --format davis, object k (the k-th --bbox) has palette index k, as in DAVIS annotations.
     """
-    from siamtrack.commands._common import (
-        OutDir,
-        Progress,
-        first_frame,
-        init_tracker,
-        interrupted_exit_code,
-        make_tracker,
-        parse_bbox,
-        stop_on_signals,
-    )
-    from siamtrack.geometry import box_mask
-    from siamtrack.io.sinks import BackgroundWorker, DavisPaletteSink, MaskPngSink, NpzSink
+    import contextlib
+
+    from siamtrack.commands._common import OutDir, Progress, echo_warning, first_frame, make_tracker, parse_bbox
+    from siamtrack.io.sinks import DavisPaletteSink, MaskOutputs, MaskPngSink, NpzSink
     from siamtrack.io.sources import open_source
-    from siamtrack.tracker import clip_box
+    from siamtrack.stream import Start, track_stream
 
     boxes = [parse_bbox(b) for b in bboxes]
     src = open_source(source)
     out_dir = OutDir(out, src.name, overwrite)
+
+    def open_outputs(start: Start) -> MaskOutputs:
+        path = out_dir.create()
+        shape = (start.size[1], start.size[0])
+        return MaskOutputs(MaskPngSink(path) if fmt == "png" else
+                           {"davis": DavisPaletteSink, "npz": NpzSink}[fmt](path, shape))
+
     frames = src.frames(start, max_frames)
-    first = first_frame(frames)
-    tracker = make_tracker(model, checkpoint, preset, device, precision)
-    ids = init_tracker(tracker, first.image, boxes)
-    shape = first.image.shape[:2]
-    initial = [(i, box_mask(shape, clip_box(b, (shape[1], shape[0]))[0])) for i, b in zip(ids, boxes, strict=True)]
-    path = out_dir.create()
-    sink = MaskPngSink(path) if fmt == "png" else {"davis": DavisPaletteSink, "npz": NpzSink}[fmt](path, shape)
-    done = {"frames": 0}
-
-    def write(item: tuple) -> None:
-        sink.write(*item)
-        done["frames"] += 1
-
-    writer = BackgroundWorker(write)
-    progress = Progress(src.expected(start, max_frames), quiet)
-    interrupted = False
-    with stop_on_signals() as got:
-        try:
-            with progress:
-                writer.put((first.index, initial))
-                progress.advance()
-                progress.start()
-                for frame in frames:
-                    writer.put((frame.index, [(r.obj_id, r.mask) for r in tracker.track(frame.image)]))
-                    progress.advance()
-        except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            frames.close()
-            writer.close()
-    click.echo(str(path))
-    if interrupted:
-        click.echo(f"Interrupted: {path} holds the masks of the {done['frames']} frames done.", err=True)
-        raise SystemExit(interrupted_exit_code(got))
+    with contextlib.closing(frames):  # the decoder stops if model loading fails
+        first = first_frame(frames)
+        tracker = make_tracker(model, checkpoint, preset, device, precision)
+        with Progress(src.expected(start, max_frames), quiet) as progress:
+            summary = track_stream(tracker, frames, boxes, open_outputs, first=first, progress=progress,
+                                   warn=echo_warning)
+    click.echo(str(out_dir.path))
+    if summary.interrupted:
+        click.echo(f"Interrupted: {out_dir.path} holds the masks of the {summary.outputs['frames']} frames done.",
+                   err=True)
+        raise SystemExit(summary.exit_code)

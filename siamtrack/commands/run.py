@@ -42,6 +42,8 @@ def run(source: str, bboxes: tuple[str, ...], model: str | None, checkpoint: str
     and prints its path. Without --bbox, boxes are drawn on the first frame in a window.
     Ctrl-C stops early and keeps valid outputs for the frames done.
     """
+    import contextlib
+
     from siamtrack.commands._common import OutDir, first_frame, has_display, make_tracker, parse_bbox, select_boxes
     from siamtrack.io.sources import open_source
 
@@ -51,27 +53,13 @@ def run(source: str, bboxes: tuple[str, ...], model: str | None, checkpoint: str
     src = open_source(source)
     out_dir = OutDir(out, src.name, overwrite, owned=RUN_OUTPUTS)
     frames = src.frames(start, max_frames)
-    first = first_frame(frames)
-    if not boxes:
-        boxes = select_boxes(first.image)
-    tracker = make_tracker(model, checkpoint, preset, device, precision)
-    track_video(tracker, src, frames, first, boxes, out_dir, source_label=source, video=not no_video,
-                masks=not no_masks, show=show, quiet=quiet, total=src.expected(start, max_frames))
-
-
-def init_results(obj_ids: list[int], boxes: list[tuple[float, float, float, float]], shape: tuple[int, int]
-                 ) -> list[Any]:
-    """Frame-0 results: each object's (clipped) initial box, filled as its mask, score 1."""
-    from siamtrack.geometry import RotatedBox, box_corners, box_mask
-    from siamtrack.tracker import TrackResult
-
-    results = []
-    for obj_id, (x, y, w, h) in zip(obj_ids, boxes, strict=True):
-        center = (x + w / 2, y + h / 2)
-        rotated = RotatedBox(box_corners(center, (w, h)), center[0], center[1], w, h, 0.0)
-        mask = box_mask(shape, (x, y, w, h))
-        results.append(TrackResult(obj_id, (x, y, w, h), rotated, mask, mask.astype("float32"), 1.0, "init"))
-    return results
+    with contextlib.closing(frames):  # the decoder stops if selection or model loading fails
+        first = first_frame(frames)
+        if not boxes:
+            boxes = select_boxes(first.image)
+        tracker = make_tracker(model, checkpoint, preset, device, precision)
+        track_video(tracker, src, frames, first, boxes, out_dir, source_label=source, video=not no_video,
+                    masks=not no_masks, show=show, quiet=quiet, total=src.expected(start, max_frames))
 
 
 def run_meta(tracker: Any, src: Any, source_label: str, boxes: list[tuple[float, ...]], start: int) -> dict:
@@ -102,50 +90,42 @@ def run_meta(tracker: Any, src: Any, source_label: str, boxes: list[tuple[float,
 def track_video(tracker: Any, src: Any, frames: Any, first: Any, boxes: list, out_dir: Any, *, source_label: str,
                 video: bool = True, masks: bool = True, show: bool = False, quiet: bool = False,
                 total: int | None = None) -> Path:
-    """The streaming loop shared by ``run`` and ``demo``: init, then track and hand each frame to the sinks.
+    """``run``'s outputs for one source (shared with ``demo`` and the headless ``webcam``): the
+    streaming loop into ``RunOutputs``, with a progress bar, a summary and the exit status.
 
     Decoding (a thread), tracking (this thread) and writing (a thread, plus FFmpeg) overlap;
     queues are bounded, so memory does not grow with the video. The output folder is created
     only once the tracker has accepted the boxes. Ctrl-C or SIGTERM stop the loop; the
     outputs are finalised for the frames done and the exit code is 128 + the signal.
     """
-    from siamtrack.commands._common import Progress, init_tracker, interrupted_exit_code, stop_on_signals
+    from siamtrack.commands._common import Progress, echo_warning
     from siamtrack.io.sinks import RunOutputs, render
-    from siamtrack.tracker import clip_box
+    from siamtrack.stream import Start, track_stream
 
-    size = (first.image.shape[1], first.image.shape[0])
-    obj_ids = init_tracker(tracker, first.image, boxes)
-    boxes = [clip_box(b, size)[0] for b in boxes]
-    path = out_dir.create()
-    outputs = RunOutputs(path, run_meta(tracker, src, source_label, boxes, first.index), fps=src.fps,
-                         size=size, video=video, masks=masks)
+    def open_outputs(start: Start) -> RunOutputs:
+        path = out_dir.create()
+        return RunOutputs(path, run_meta(tracker, src, source_label, start.boxes, start.first.index), fps=src.fps,
+                          size=start.size, video=video, masks=masks)
+
+    def on_frame(frame: Any, results: list) -> Any:
+        return _show(render(frame.image, results))
+
     progress = Progress(total, quiet)
-    interrupted = False
-    with stop_on_signals() as got:
-        try:
-            with progress:
-                start = init_results(obj_ids, boxes, first.image.shape[:2])
-                outputs.write(first.index, first.timestamp, first.image, start)
-                progress.advance()
-                progress.start()
-                for frame in frames:
-                    results = tracker.track(frame.image)
-                    shown = _show(render(frame.image, results)) if show else None
-                    outputs.write(frame.index, frame.timestamp, frame.image, results, shown)
-                    progress.advance()
-        except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            frames.close()
-            summary = outputs.close({"tracking_fps": round(progress.fps, 3), "interrupted": interrupted})
-            if show:
-                _close_window()
+    try:
+        with progress:
+            summary = track_stream(tracker, frames, boxes, open_outputs, first=first, progress=progress,
+                                   on_frame=on_frame if show else None, warn=echo_warning)
+    finally:
+        if show:
+            _close_window()
+    path = out_dir.path
+    outputs = summary.outputs
     if not quiet:
-        _summary(tracker, summary, progress.fps, len(boxes), path, interrupted)
+        _summary(tracker, outputs, summary.fps, len(boxes), path, summary.interrupted)
     click.echo(str(path))
-    if interrupted:
-        click.echo(f"Interrupted: {path} holds the {summary['frames']} frames done.", err=True)
-        raise SystemExit(interrupted_exit_code(got))
+    if summary.interrupted:
+        click.echo(f"Interrupted: {path} holds the {outputs['frames']} frames done.", err=True)
+        raise SystemExit(summary.exit_code)
     return path
 
 

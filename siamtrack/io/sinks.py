@@ -12,10 +12,12 @@ Sinks take tracking results duck-typed: anything with ``obj_id``, ``mask`` (HxW 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
@@ -27,11 +29,12 @@ from PIL import Image
 from siamtrack.atomic import atomic_path
 from siamtrack.errors import SiamtrackError
 
-__all__ = ["BackgroundWorker", "DavisPaletteSink", "MaskPngSink", "NpzSink", "RunOutputs", "TrackRecords",
-           "VideoSink", "color_for", "davis_palette", "finalise_tracks", "iter_jsonl", "read_jsonl", "render",
-           "write_label_png"]
+__all__ = ["BackgroundWorker", "DavisPaletteSink", "MaskOutputs", "MaskPngSink", "NpzSink", "RunOutputs",
+           "TrackRecords", "VideoSink", "WriterHung", "color_for", "davis_palette", "finalise_tracks", "iter_jsonl",
+           "read_jsonl", "render", "write_label_png"]
 
 T = TypeVar("T")
+CLOSE_TIMEOUT = 60.0  # seconds a writer may take to finish its queue (a few frames) when closed
 TRACKS_SCHEMA = "siamtrack-tracks/1"
 COLORS_BGR = [(60, 180, 255), (80, 220, 100), (255, 120, 60), (200, 80, 240), (40, 230, 230), (120, 120, 255),
               (255, 200, 80), (160, 255, 160)]
@@ -101,17 +104,26 @@ def render(frame: np.ndarray, results: Sequence[Result], alpha: float = 0.45) ->
     return out
 
 
+class WriterHung(SiamtrackError):
+    """A background writer that did not finish within its close timeout."""
+
+
 class BackgroundWorker(Generic[T]):
     """Items handled one by one, in order, on a daemon thread behind a bounded queue.
 
     ``put`` blocks while the queue is full (back-pressure keeps memory constant) and
-    re-raises, in the caller, the first error the handler hit; ``close`` drains the queue.
+    re-raises, in the caller, the first error the handler hit; ``close`` drains the queue,
+    giving up (with an error) on a handler still busy after ``close_timeout`` seconds, so a
+    hung writer (a stalled disk, a stuck encoder) cannot hang the program's exit.
     """
 
     _STOP = object()
 
-    def __init__(self, handle: Callable[[T], None], depth: int = 8, name: str = "siamtrack-writer") -> None:
+    def __init__(self, handle: Callable[[T], None], depth: int = 8, name: str = "siamtrack-writer",
+                 close_timeout: float = CLOSE_TIMEOUT) -> None:
         self._handle = handle
+        self.name = name
+        self.close_timeout = close_timeout
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -145,13 +157,18 @@ class BackgroundWorker(Generic[T]):
     def close(self) -> None:
         """Finish the queued items, stop the thread, and raise the handler's error if there was one."""
         if self._thread.is_alive():
-            self._queue.put(self._STOP)
-            self._thread.join()
+            deadline = time.monotonic() + self.close_timeout
+            with contextlib.suppress(queue.Full):  # a full queue of a hung handler: reported just below
+                self._queue.put(self._STOP, timeout=self.close_timeout)
+            self._thread.join(max(deadline - time.monotonic(), 0.0))
+            if self._thread.is_alive():
+                raise WriterHung(f"{self.name}: still writing after {self.close_timeout:g} s; gave up "
+                                 f"(its output may lack the last frames)")
         self._check()
 
 
-def _ffmpeg_writer(path: Path, fps: float, size: tuple[int, int], pix_fmt_in: str, crf: int, preset: str
-                   ) -> Generator[None, Any, None]:
+def _ffmpeg_writer(path: Path, fps: float, size: tuple[int, int], pix_fmt_in: str, crf: int, preset: str,
+                   timeout: float) -> Generator[None, Any, None]:
     import imageio_ffmpeg
 
     # H.264 4:2:0 needs even sides; 4:4:4 keeps odd-sized frames exactly the input size.
@@ -160,7 +177,7 @@ def _ffmpeg_writer(path: Path, fps: float, size: tuple[int, int], pix_fmt_in: st
     pix_fmt = "yuv420p" if pix_fmt_in == "yuv420p" else "yuv444p"
     writer = imageio_ffmpeg.write_frames(
         str(path), size, fps=fps, codec="libx264", pix_fmt_in=pix_fmt_in, pix_fmt_out=pix_fmt, quality=None,
-        bitrate=None, macro_block_size=1,
+        bitrate=None, macro_block_size=1, ffmpeg_timeout=timeout,
         output_params=["-crf", str(crf), "-preset", preset,
                        "-movflags", "+frag_keyframe+empty_moov+default_base_moof", "-frag_duration", "1000000",
                        "-flush_packets", "1",
@@ -179,7 +196,7 @@ class VideoSink:
     """
 
     def __init__(self, path: Path, fps: float, size: tuple[int, int], *, depth: int = 8, crf: int = 23,
-                 preset: str = "superfast") -> None:
+                 preset: str = "superfast", close_timeout: float = CLOSE_TIMEOUT) -> None:
         self.path = Path(path)
         self.size = (int(size[0]), int(size[1]))
         self.frames = 0
@@ -188,8 +205,10 @@ class VideoSink:
         # Even-sized frames go over the pipe as I420 converted by OpenCV: half the bytes, and
         # about 1.3 ms a 480p frame cheaper than FFmpeg's own conversion from BGR.
         self._i420 = self.size[0] % 2 == 0 and self.size[1] % 2 == 0
-        self._writer = _ffmpeg_writer(self.path, fps, self.size, "yuv420p" if self._i420 else "bgr24", crf, preset)
-        self._worker: BackgroundWorker[np.ndarray] = BackgroundWorker(self._send, depth, "siamtrack-video")
+        self._writer = _ffmpeg_writer(self.path, fps, self.size, "yuv420p" if self._i420 else "bgr24", crf, preset,
+                                      close_timeout)
+        self._worker: BackgroundWorker[np.ndarray] = BackgroundWorker(self._send, depth, f"video writer ({self.path})",
+                                                                      close_timeout)
 
     def _send(self, frame: np.ndarray) -> None:
         data = cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420) if self._i420 else np.ascontiguousarray(frame)
@@ -207,16 +226,28 @@ class VideoSink:
         self.frames += 1
 
     def close(self) -> None:
+        """Finish the queued frames and FFmpeg (killed if it does not exit within the close timeout).
+
+        If the feeding thread is hung inside the encoder's pipe, the encoder is left to end
+        with this process (its pipe then closes): closing it here would wait on that thread.
+        """
         try:
             self._worker.close()
+        except WriterHung:
+            raise
+        except BaseException:
+            self._close_writer()
+            raise
+        self._close_writer()
+
+    def _close_writer(self) -> None:
+        log = logging.getLogger("imageio_ffmpeg")
+        level = log.level
+        log.setLevel(logging.ERROR)  # an empty video is the caller's business, not a warning
+        try:
+            self._writer.close()
         finally:
-            log = logging.getLogger("imageio_ffmpeg")
-            level = log.level
-            log.setLevel(logging.ERROR)  # an empty video is the caller's business, not a warning
-            try:
-                self._writer.close()
-            finally:
-                log.setLevel(level)
+            log.setLevel(level)
 
 
 def _imwrite(path: Path, image: np.ndarray) -> None:
@@ -401,12 +432,14 @@ class RunOutputs:
     """
 
     def __init__(self, out_dir: Path, meta: dict[str, Any], *, fps: float, size: tuple[int, int],
-                 video: bool = True, masks: bool = True, depth: int = 8) -> None:
+                 video: bool = True, masks: bool = True, depth: int = 8, close_timeout: float = CLOSE_TIMEOUT
+                 ) -> None:
         self.out_dir = Path(out_dir)
         self.records = TrackRecords(self.out_dir / "tracks.jsonl", self.out_dir / "tracks.json", meta)
         self.masks = MaskPngSink(self.out_dir / "masks") if masks else None
-        self.video = VideoSink(self.out_dir / "annotated.mp4", fps, size) if video else None
-        self._worker: BackgroundWorker[tuple] = BackgroundWorker(self._write, depth)
+        self.video = (VideoSink(self.out_dir / "annotated.mp4", fps, size, close_timeout=close_timeout) if video
+                      else None)
+        self._worker: BackgroundWorker[tuple] = BackgroundWorker(self._write, depth, "output writer", close_timeout)
 
     def _write(self, item: tuple) -> None:
         index, timestamp, image, results, annotated = item
@@ -438,3 +471,29 @@ class RunOutputs:
         return {"frames": self.records.frames, "tracks": self.records.final,
                 "video": self.video.path if self.video is not None else None,
                 "mask_pngs": self.masks.count if self.masks is not None else 0}
+
+
+class MaskOutputs:
+    """What ``siamtrack export-masks`` writes: the masks of each frame into one mask sink
+    (``MaskPngSink``, ``DavisPaletteSink`` or ``NpzSink``), in frame order on a background
+    thread; written and closed like ``RunOutputs``, so the same streaming loop feeds both."""
+
+    def __init__(self, sink: MaskPngSink | DavisPaletteSink | NpzSink, *, depth: int = 8,
+                 close_timeout: float = CLOSE_TIMEOUT) -> None:
+        self.sink = sink
+        self.frames = 0
+        self._worker: BackgroundWorker[tuple] = BackgroundWorker(self._write, depth, "mask writer", close_timeout)
+
+    def _write(self, item: tuple) -> None:
+        self.sink.write(*item)
+        self.frames += 1
+
+    def write(self, index: int, timestamp: float, image: np.ndarray, results: Sequence[Result],
+              annotated: np.ndarray | None = None) -> None:
+        """Queue one frame's masks (the image, time and drawing are not written)."""
+        self._worker.put((index, [(r.obj_id, r.mask) for r in results]))
+
+    def close(self, extra_meta: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Write the queued masks; the sinks hold nothing back, so ``extra_meta`` has no file to go to."""
+        self._worker.close()
+        return {"frames": self.frames, "mask_files": self.sink.count}
