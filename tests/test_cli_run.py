@@ -480,3 +480,59 @@ def test_a_second_sigterm_while_finalising_does_not_cut_tracks_json_short(clip, 
     doc = json.loads((out / "tracks.json").read_text())
     assert doc["meta"]["interrupted"] is True and doc["meta"]["frames"] == 4
     assert [r["frame"] for r in doc["objects"]["0"]] == [0, 1, 2, 3]
+
+
+@pytest.fixture
+def headless(monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+
+
+def test_webcam_without_a_display_tracks_headless_into_runs_outputs(clip, oracle, headless, capsys, tmp_path):
+    """The clip stands in for a camera: OpenCV opens a video file as it opens a device or URL."""
+    out = tmp_path / "cam"
+    code, stdout, err = invoke(capsys, "webcam", "--camera", clip["video"], "--bbox", box_arg(clip["gt"]["init_box"]),
+                               "--max-frames", 8, "--masks", "--out", out, "--quiet")
+    assert code == 0, err
+    assert stdout.strip() == str(out) and err == ""
+    assert sorted(p.name for p in out.iterdir()) == ["annotated.mp4", "masks", "tracks.json"]
+    doc = json.loads((out / "tracks.json").read_text())
+    assert doc["meta"]["frames"] == 8 and doc["meta"]["interrupted"] is False and doc["meta"]["source"].startswith(
+        "camera ")
+    records = doc["objects"]["0"]
+    assert [r["frame"] for r in records] == list(range(8)) and records[0]["polygon_source"] == "init"
+    assert [r["box"] for r in records[1:]] == clip["gt"]["boxes_xywh"][1:8]
+    assert ((read_png(out / "masks" / "0" / "00005.png") == 255) == clip["masks"][5]).all()
+    video = open_source(out / "annotated.mp4")
+    assert video.size == SIZE and len(list(video)) == 8
+
+
+def test_webcam_headless_stops_cleanly_on_ctrl_c(clip, oracle, headless, capsys, tmp_path, monkeypatch):
+    oracle(stop_after=5)
+    monkeypatch.chdir(tmp_path)
+    code, stdout, err = invoke(capsys, "webcam", "--camera", clip["video"], "--bbox", "10,10,30,30", "--quiet",
+                               "--no-video")
+    assert code == 130 and stdout.strip() == str(Path("runs") / "clip") and "5 frames done" in err
+    doc = json.loads((tmp_path / "runs" / "clip" / "tracks.json").read_text())
+    assert doc["meta"]["interrupted"] is True and doc["meta"]["frames"] == 5
+    assert sorted(p.name for p in (tmp_path / "runs" / "clip").iterdir()) == ["tracks.json"]
+
+
+WEBCAM_MISTAKES = [
+    (["webcam"], "--bbox"),
+    (["webcam", "--no-window", "--bbox", "1,1,5,5", "--record", "x.mp4"], "--record needs a window"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), WEBCAM_MISTAKES, ids=["no box", "record"])
+def test_webcam_headless_mistakes_are_one_line(headless, capsys, tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    code, stdout, err = invoke(capsys, *args)
+    assert code == 2 and stdout == "" and err.count("\n") == 1 and message in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_webcam_window_rejects_headless_options(capsys, monkeypatch):
+    monkeypatch.setenv("DISPLAY", ":97")
+    code, _, err = invoke(capsys, "webcam", "--camera", 97, "--masks", "--out", "o")
+    assert code == 2 and "--out, --masks apply without a window" in err and err.count("\n") == 1

@@ -23,8 +23,8 @@ import numpy as np
 
 from siamtrack.errors import SourceError
 
-__all__ = ["Camera", "Frame", "FrameSource", "ImageSequence", "VideoFile", "natural_key", "open_source", "prefetch",
-           "read_image"]
+__all__ = ["Camera", "Frame", "FrameSource", "ImageSequence", "VideoFile", "camera_name", "natural_key", "open_source",
+           "prefetch", "read_image", "seekable"]
 
 IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 DEFAULT_FOLDER_FPS = 25.0
@@ -269,10 +269,18 @@ class VideoFile(FrameSource):
         return prefetch(decode())
 
 
-class Camera(FrameSource):
-    """A live camera through OpenCV; frames are read when asked for (no queue: no added latency)."""
+def camera_name(spec: int | str) -> str:
+    """``camera0`` for an index, the last part of a device or URL otherwise (``video2``, ``stream``)."""
+    if isinstance(spec, int):
+        return f"camera{spec}"
+    return Path(str(spec).rstrip("/")).stem or "camera"
 
-    def __init__(self, index: int) -> None:
+
+class Camera(FrameSource):
+    """A live camera through OpenCV: an index, a device path or a stream URL (anything
+    ``cv2.VideoCapture`` opens); frames are read when asked for (no queue: no added latency)."""
+
+    def __init__(self, index: int | str) -> None:
         level = cv2.utils.logging.getLogLevel()
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # backends print probing noise
         try:
@@ -284,7 +292,7 @@ class Camera(FrameSource):
             self.cap.release()
             raise SourceError(f"camera {index} cannot be opened (is one connected and free?)")
         self._first: np.ndarray | None = frame
-        self.name = f"camera{index}"
+        self.name = camera_name(index)
         self.path = None
         self.fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 30.0)
         self.size = (frame.shape[1], frame.shape[0])
