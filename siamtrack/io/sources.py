@@ -229,6 +229,7 @@ class VideoFile(FrameSource):
         self.fps = float(meta["fps"])
         duration = meta.get("duration") or 0
         self.count = int(round(duration * self.fps)) if duration else None
+        self._seekable: bool | None = None  # probed on the first later start
 
     def seek_params(self, start: int) -> tuple[list[str], int]:
         """FFmpeg input options reaching frame ``start``, and the index of the first frame they give.
@@ -237,7 +238,11 @@ class VideoFile(FrameSource):
         whatever the rounding of the timestamps. Where a time's position is not trusted (no
         duration, see ``seekable``) the options decode from the first frame.
         """
-        if start <= 0 or self.count is None or not seekable(self.path):
+        if start <= 0 or self.count is None:
+            return [], 0
+        if self._seekable is None:
+            self._seekable = seekable(self.path)
+        if not self._seekable:
             return [], 0
         return ["-ss", f"{(start - 0.5) / self.fps:.6f}"], start
 
