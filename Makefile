@@ -42,7 +42,7 @@ bench: setup
 		--frames 25 --json runs/bench-official.json
 
 # Trains (or resumes: the state in weights/siammask-lite/ is committed) the compact default model,
-# then ships it as weights/siammask-lite.pt. Resumable in chunks: add MAX_STEPS=500.
+# then ships it as siamtrack/weights/siammask-lite.pt (package data). Resumable in chunks: add MAX_STEPS=500.
 MAX_STEPS ?=
 TRAIN_PRECISION ?= $(shell grep -qsE 'avx512_bf16|amx_bf16' /proc/cpuinfo && echo bf16 || echo fp32)
 train-lite: setup

@@ -1,4 +1,5 @@
-"""Ship a trained siammask-lite: fp16 weights in weights/siammask-lite.pt and its size/SHA-256 in the registry.
+"""Ship a trained siammask-lite: fp16 weights in siamtrack/weights/siammask-lite.pt
+(package data: every install carries it) and its size/SHA-256 in the registry.
 
 Usage (from the repository root): python scripts/export_lite.py weights/siammask-lite/last.pt
 """
@@ -15,7 +16,7 @@ REGISTRY = Path(__file__).resolve().parents[1] / "siamtrack" / "weights" / "regi
 
 
 def main(src: str) -> None:
-    dst = Path(__file__).resolve().parents[1] / "weights" / "siammask-lite.pt"
+    dst = Path(__file__).resolve().parents[1] / "siamtrack" / "weights" / "siammask-lite.pt"
     info = weights.export(src, dst, half=True)
     reg = json.loads(REGISTRY.read_text())
     for entry in reg["models"]:

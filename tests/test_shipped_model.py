@@ -20,11 +20,11 @@ FLOORS = {"hike": 0.66, "blackswan": 0.65}  # measured at commit (step 4000): 0.
 
 def test_registry_records_the_shipped_file():
     entry = weights.get_entry("siammask-lite")
-    path = weights.local_path("siammask-lite")
-    if not path.is_file():
-        pytest.skip(f"{path} not present")
+    path = weights.PACKAGE_DIR / entry.file  # package data: in the checkout and in every install
+    assert path.is_file(), f"{path} missing: the default model must ship inside the package"
     assert entry.sha256 == sha256_file(path) and entry.size == path.stat().st_size
     assert weights.verify(path)["arch"] == "siammask_lite"
+    assert weights.check_hash("siammask-lite", path) == "registry"
 
 
 def mean_j(root, name: str, max_frames: int = 30) -> float:
