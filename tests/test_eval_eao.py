@@ -19,6 +19,8 @@ from click.testing import CliRunner
 from siamtrack.cli import cli
 from siamtrack.eval import boxes as bx
 from siamtrack.eval.harness import evaluate_boxes
+from siamtrack.geometry import RotatedBox
+from siamtrack.tracker import TrackResult
 from tests.test_eval_boxes import GroundTruthTracker, make_box_folder
 
 
@@ -73,6 +75,31 @@ def test_eval_boxes_cli_eao_interval(tmp_path):
         assert result.exit_code == exit_code and "LO" in result.output
     result = runner.invoke(cli, ["eval", "boxes", str(tmp_path / "data"), "--eao-interval", "1,5"])
     assert result.exit_code == 2 and "needs --restart" in result.output
+
+
+class StillTracker:
+    """Reports the same box on every frame (the VOT-layout sequences below hold a still target)."""
+
+    arch = "opencv"
+    model_name = "still"
+
+    def __init__(self, box):
+        self.box = box
+
+    def init(self, frame, boxes):
+        return [0]
+
+    def track(self, frame):
+        x, y, w, h = self.box
+        rotated = RotatedBox(bx.box_polygon(self.box), x + w / 2, y + h / 2, w, h, 0.0)
+        return [TrackResult(0, self.box, rotated, np.zeros((1, 1), bool), np.zeros((1, 1), np.float32), 1.0, "box")]
+
+
+def test_restart_harness_reads_the_vot_toolkit_layout(tmp_path):
+    write_vot_sequence(tmp_path, 20)  # frames in color/, as in a toolkit workspace's sequences/
+    results = evaluate_boxes(tmp_path, StillTracker(GT), restart=True, eao_interval=(1, 10))
+    assert results["sequences"]["seq20"]["frames"] == 20
+    assert results["summary"]["eao"] == pytest.approx(1.0) and results["summary"]["failures"] == 0
 
 
 # Against the VOT toolkit --------------------------------------------------------------------------

@@ -146,7 +146,7 @@ def boxes(root: str, sequences: str | None, tracker_name: str, model, checkpoint
           quiet: bool) -> None:
     """Success AUC and precision at 20 px (one pass), or accuracy, failures and EAO with --restart.
 
-    ROOT holds one folder per sequence: frames (in frames/, img/ or the folder itself) and
+    ROOT holds one folder per sequence: frames (in frames/, img/, color/ or the folder itself) and
     groundtruth.txt (or groundtruth_rect.txt) with x,y,w,h or 8-number polygons per line.
     """
     from siamtrack.eval.boxes import EAO_INTERVAL

@@ -246,7 +246,9 @@ def _davis_sequence(name: str, frames: list[Path], anns: list[Path], tracker: An
 
 
 def box_sequences(root: Path) -> list[tuple[str, list[Path], np.ndarray, bool]]:
-    """``<seq>/{frames,img,.}/*.jpg`` with ``groundtruth.txt`` / ``groundtruth_rect.txt``.
+    """``<seq>/{frames,img,color,.}/*.jpg`` with ``groundtruth.txt`` / ``groundtruth_rect.txt``.
+
+    ``color/`` is the VOT toolkit's layout, so a toolkit workspace's ``sequences/`` is a ROOT too.
 
     Returns (name, frames, (N, 4, 2) ground-truth polygons, whether they are rotated polygons).
     """
@@ -257,7 +259,7 @@ def box_sequences(root: Path) -> list[tuple[str, list[Path], np.ndarray, bool]]:
         gt_file = groundtruth_file(seq)
         if gt_file is None:
             continue
-        img_dir = next((seq / d for d in ("frames", "img") if (seq / d).is_dir()), seq)
+        img_dir = next((seq / d for d in ("frames", "img", "color") if (seq / d).is_dir()), seq)
         frames = list_images(img_dir)
         polys, rotated = parse_polygons(gt_file.read_text())
         n = min(len(frames), len(polys))
