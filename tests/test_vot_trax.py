@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -139,3 +140,21 @@ def test_vot_refuses_to_run_outside_a_trax_session(monkeypatch):
     result = CliRunner().invoke(cli, ["vot", "--model", "siammask-lite"])
     assert result.exit_code == 1 and "vot evaluate" in result.output
     assert result.output.strip().count("\n") == 0
+
+
+def test_init_box_from_trax_regions_and_replies():
+    pytest.importorskip("trax", reason="vot-trax is in the dev extra")
+    from trax.region import Polygon, Rectangle
+
+    from siamtrack.commands.vot import init_box, reply_region
+
+    assert init_box(Rectangle.create(10, 20, 30, 40)) == (10, 20, 30, 40)
+    diamond = [(10.0, 0.0), (20.0, 10.0), (10.0, 20.0), (0.0, 10.0)]  # area 200 in a 20x20 box
+    assert init_box(Polygon.create(diamond)) == pytest.approx(bx.vot_init_box(np.array(diamond)))
+    pentagon = [(0.0, 0.0), (8.0, 0.0), (10.0, 5.0), (4.0, 9.0), (0.0, 5.0)]
+    assert init_box(Polygon.create(pentagon)) == (0.0, 0.0, 10.0, 9.0)  # not a VOT quadrilateral: its extent
+
+    result = SimpleNamespace(box=(1.5, 2.5, 10.0, 20.0),
+                             rotated=SimpleNamespace(points=np.array([[0, 0], [4, 0], [4, 2], [0, 2]], np.float64)))
+    assert list(reply_region(result, "polygon")) == [(0, 0), (4, 0), (4, 2), (0, 2)]
+    assert reply_region(result, "rectangle").bounds() == (1.5, 2.5, 10.0, 20.0)
