@@ -38,6 +38,8 @@ def test_eao_curve_pads_failed_segments_with_zeros_and_cuts_finished_ones():
     assert bx.eao_score(curve, (1, 2)) == pytest.approx(0.6875)
     assert bx.eao_score(curve, (2, 100)) == pytest.approx(0.625)  # only the lengths the segments reach
     assert bx.eao_score(curve, (3, 4)) is None
+    with pytest.raises(ValueError, match="1 <= lo <= hi"):
+        bx.eao_score(curve, (0, 4))
     # A finished segment does not count beyond its length; a failed one always does.
     curve = bx.eao_curve([([0.2], False), ([1.0, 1.0, 1.0], True)])
     assert curve.tolist() == pytest.approx([0.6, 1.0, 1.0])

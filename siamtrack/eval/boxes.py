@@ -38,7 +38,7 @@ THRESHOLDS = np.linspace(0.0, 1.0, 21)
 PRECISION_PX = 20.0
 BURN_IN = 10
 SKIP = 5
-EAO_INTERVAL = (100, 356)  # sequence lengths averaged by VOT-2016 .. VOT-2018 (short-term)
+EAO_INTERVAL = (100, 356)  # the sequence lengths EAO averages in VOT-2017 and VOT-2018 (short-term)
 
 
 def box_polygon(box: Sequence[float]) -> np.ndarray:
@@ -228,6 +228,8 @@ def eao_curve(segments: Sequence[tuple[Sequence[float], bool]]) -> np.ndarray:
 def eao_score(curve: np.ndarray, interval: tuple[int, int] = EAO_INTERVAL) -> float | None:
     """Mean of the curve over lengths ``lo..hi`` it reaches; None when it reaches none."""
     lo, hi = interval
+    if not 1 <= lo <= hi:
+        raise ValueError(f"an EAO interval is 1 <= lo <= hi, got {lo}..{hi}")
     values = np.asarray(curve)[lo - 1:hi]
     return float(values.mean()) if values.size else None
 
