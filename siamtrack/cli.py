@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "eval": "siamtrack.commands.eval:eval_group",
     "bench": "siamtrack.commands.bench:bench",
     "train": "siamtrack.commands.train:train",
+    "vot": "siamtrack.commands.vot:vot",
 }
 
 

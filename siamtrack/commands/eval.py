@@ -96,6 +96,10 @@ def _report(results: dict[str, Any], out_dir: Any, quiet: bool) -> None:
         for i, row in enumerate(rows):
             table.add_row(*row, end_section=i == len(rows) - 2)
         console().print(table)
+        if "eao" in results["summary"]:
+            from siamtrack.eval.harness import eao_line
+
+            click.echo(eao_line(results["summary"]))
         if meta.get("fps"):
             click.echo(f"speed: {meta['fps']:.1f} frames/s ({meta['tracked_frames']} frames tracked)")
     for note in notes:
@@ -105,6 +109,19 @@ def _report(results: dict[str, Any], out_dir: Any, quiet: bool) -> None:
 
 def _names(text: str | None) -> list[str] | None:
     return [s.strip() for s in text.split(",") if s.strip()] if text else None
+
+
+def _interval(ctx: click.Context, param: click.Parameter, text: str | None) -> tuple[int, int] | None:
+    """``LO,HI``: whole sequence lengths, 1 <= LO <= HI."""
+    if text is None:
+        return None
+    try:
+        lo, hi = (int(p) for p in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected LO,HI (two whole numbers), got {text!r}") from None
+    if not 1 <= lo <= hi:
+        raise click.BadParameter(f"expected 1 <= LO <= HI, got {lo},{hi}")
+    return lo, hi
 
 
 @eval_group.command()
@@ -152,22 +169,29 @@ def davis(root: str, sequences: str | None, split: str | None, tracker_name: str
 @click.option("--tracker", "tracker_name", type=click.Choice(TRACKERS), default="siammask", show_default=True)
 @model_options
 @click.option("--restart", is_flag=True, help="VOT protocol: re-initialise 5 frames after each failure (zero overlap).")
+@click.option("--eao-interval", default=None, metavar="LO,HI", callback=_interval,
+              help="With --restart: the sequence lengths EAO averages (default: 100,356, as VOT-2018).")
 @click.option("--out", default=None, type=click.Path(file_okay=False),
               help="Output folder (default: runs/eval-boxes or runs/eval-boxes-restart, numbered).")
 @click.option("--max-frames", type=click.IntRange(min=2), default=None, help="Only the first N frames per sequence.")
 @click.option("--quiet", is_flag=True)
 @user_errors
 def boxes(root: str, sequences: str | None, tracker_name: str, model, checkpoint, preset, device, precision,
-          restart: bool, out: str | None, max_frames: int | None, quiet: bool) -> None:
-    """Success AUC and precision at 20 px (one pass), or accuracy and failures with --restart.
+          restart: bool, eao_interval: tuple[int, int] | None, out: str | None, max_frames: int | None,
+          quiet: bool) -> None:
+    """Success AUC and precision at 20 px (one pass), or accuracy, failures and EAO with --restart.
 
-    ROOT holds one folder per sequence: frames (in frames/, img/ or the folder itself) and
+    ROOT holds one folder per sequence: frames (in frames/, img/, color/ or the folder itself) and
     groundtruth.txt (or groundtruth_rect.txt) with x,y,w,h or 8-number polygons per line.
     """
+    from siamtrack.eval.boxes import EAO_INTERVAL
     from siamtrack.eval.harness import evaluate_boxes
 
+    if eao_interval and not restart:
+        raise click.UsageError("--eao-interval needs --restart (EAO is a restart-protocol score)")
     tracker = _tracker(tracker_name, model, checkpoint, preset, device, precision)
     with _results_dir(out, "eval-boxes-restart" if restart else "eval-boxes") as out_dir:
         results = evaluate_boxes(root, tracker, restart=restart, sequences=_names(sequences),
-                                 max_frames=max_frames, on_sequence=_progress(quiet))
+                                 max_frames=max_frames, eao_interval=eao_interval or EAO_INTERVAL,
+                                 on_sequence=_progress(quiet))
         _report(results, out_dir, quiet)

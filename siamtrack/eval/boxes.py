@@ -17,6 +17,13 @@ Conventions, following the OTB toolkit and PySOT's toolkit:
   frames, skipped frames and 10 burn-in frames from each (re-)initialisation, that frame
   included (PySOT's ``burnin=10``); the benchmark accuracy pools the counted frames of all
   sequences (PySOT), robustness is the mean number of failures per sequence.
+* EAO (VOT-2016/2018 expected average overlap): every (re-)initialisation starts a segment
+  that runs to the next failure (which ends it and counts, with everything after it, as
+  overlap 0) or to the end of the sequence. For each length N the segments' mean overlap over
+  their first N frames after the initialisation (a finished segment only up to its length)
+  gives the expected-overlap curve; EAO is its mean over the lengths ``lo..hi`` that the
+  segments reach (VOT-2018: 100..356). This is the VOT toolkit's definition (vot-toolkit
+  ``vot.analysis.supervised``), burn-in frames included as there.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ THRESHOLDS = np.linspace(0.0, 1.0, 21)
 PRECISION_PX = 20.0
 BURN_IN = 10
 SKIP = 5
+EAO_INTERVAL = (100, 356)  # the sequence lengths EAO averages in VOT-2017 and VOT-2018 (short-term)
 
 
 def box_polygon(box: Sequence[float]) -> np.ndarray:
@@ -174,13 +182,68 @@ def vot_restart(n_frames: int, groundtruth: Sequence[np.ndarray], init: Callable
             "per_frame": per_frame, "burn_in_overlaps": {str(k): v for k, v in burn_in.items()}}
 
 
-def restart_summary(sequences: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Pooled accuracy over every counted frame, failures in total and per sequence."""
+def restart_segments(sequence: dict[str, Any]) -> list[tuple[list[float], bool]]:
+    """The EAO segments of one restart run: (overlaps after each initialisation, ended by a failure).
+
+    Frames without annotation (``"nogt"``) are left out: their overlap is unknown.
+    """
+    burn_in = sequence.get("burn_in_overlaps", {})
+    segments: list[tuple[list[float], bool]] = []
+    current: list[float] | None = None
+    for f, v in enumerate(sequence["per_frame"]):
+        if v == "init":
+            if current is not None:
+                segments.append((current, False))
+            current = []
+        elif current is None or v in ("skip", "nogt"):
+            continue
+        elif v == "fail":
+            segments.append((current, True))
+            current = None
+        else:
+            current.append(burn_in[str(f)] if v is None else float(v))
+    if current is not None:
+        segments.append((current, False))
+    return segments
+
+
+def eao_curve(segments: Sequence[tuple[Sequence[float], bool]]) -> np.ndarray:
+    """Expected average overlap for lengths 1..L (index N-1), L the longest segment.
+
+    A failed segment's mean over N frames counts the frames after its failure as 0, for any
+    N; a segment that reached the end of its sequence only counts for N up to its length.
+    """
+    if not segments:
+        return np.zeros(0)
+    longest = max(len(o) for o, _ in segments)
+    overlaps = np.zeros((len(segments), longest))
+    weight = np.zeros((len(segments), longest))
+    for i, (o, failed) in enumerate(segments):
+        overlaps[i, :len(o)] = o
+        weight[i, : longest if failed else len(o)] = 1.0
+    means = np.cumsum(overlaps, axis=1) / np.arange(1, longest + 1)
+    return (weight * means).sum(axis=0) / weight.sum(axis=0)  # the longest segment covers every length
+
+
+def eao_score(curve: np.ndarray, interval: tuple[int, int] = EAO_INTERVAL) -> float | None:
+    """Mean of the curve over lengths ``lo..hi`` it reaches; None when it reaches none."""
+    lo, hi = interval
+    if not 1 <= lo <= hi:
+        raise ValueError(f"an EAO interval is 1 <= lo <= hi, got {lo}..{hi}")
+    values = np.asarray(curve)[lo - 1:hi]
+    return float(values.mean()) if values.size else None
+
+
+def restart_summary(sequences: Sequence[dict[str, Any]],
+                    eao_interval: tuple[int, int] = EAO_INTERVAL) -> dict[str, Any]:
+    """Pooled accuracy over every counted frame, failures in total and per sequence, and EAO."""
     counted = [v for s in sequences for v in s["per_frame"] if isinstance(v, float)]
     failures = sum(s["failures"] for s in sequences)
+    curve = eao_curve([seg for s in sequences for seg in restart_segments(s)])
     return {"accuracy": float(np.mean(counted)) if counted else None,
             "robustness": failures / len(sequences), "failures": failures,
-            "success_curve": success_curve(counted).tolist()}
+            "eao": eao_score(curve, eao_interval), "eao_interval": list(eao_interval),
+            "eao_curve": curve.tolist(), "success_curve": success_curve(counted).tolist()}
 
 
 def vot_init_box(poly: np.ndarray) -> tuple[float, float, float, float]:

@@ -230,7 +230,9 @@ def _davis_sequence(name: str, frames: list[Path], anns: list[Path], tracker: An
 
 
 def box_sequences(root: Path) -> list[tuple[str, list[Path], np.ndarray, bool]]:
-    """``<seq>/{frames,img,.}/*.jpg`` with ``groundtruth.txt`` / ``groundtruth_rect.txt``.
+    """``<seq>/{frames,img,color,.}/*.jpg`` with ``groundtruth.txt`` / ``groundtruth_rect.txt``.
+
+    ``color/`` is the VOT toolkit's layout, so a toolkit workspace's ``sequences/`` is a ROOT too.
 
     Returns (name, frames, (N, 4, 2) ground-truth polygons, whether they are rotated polygons).
     """
@@ -241,7 +243,7 @@ def box_sequences(root: Path) -> list[tuple[str, list[Path], np.ndarray, bool]]:
         gt_file = groundtruth_file(seq)
         if gt_file is None:
             continue
-        img_dir = next((seq / d for d in ("frames", "img") if (seq / d).is_dir()), seq)
+        img_dir = next((seq / d for d in ("frames", "img", "color") if (seq / d).is_dir()), seq)
         frames = list_images(img_dir)
         polys, rotated = parse_polygons(gt_file.read_text())
         n = min(len(frames), len(polys))
@@ -252,9 +254,10 @@ def box_sequences(root: Path) -> list[tuple[str, list[Path], np.ndarray, bool]]:
 
 
 def evaluate_boxes(root: str | Path, tracker: Any, *, restart: bool = False, sequences: list[str] | None = None,
-                   max_frames: int | None = None,
+                   max_frames: int | None = None, eao_interval: tuple[int, int] = bx.EAO_INTERVAL,
                    on_sequence: Callable[[str, int], None] | None = None) -> dict[str, Any]:
-    """One-pass evaluation (success AUC, precision at 20 px), or the VOT restart protocol."""
+    """One-pass evaluation (success AUC, precision at 20 px), or the VOT restart protocol with EAO
+    averaged over the sequence lengths ``eao_interval``."""
     root = Path(root)
     found = box_sequences(root)
     if not found:
@@ -296,11 +299,12 @@ def evaluate_boxes(root: str | Path, tracker: Any, *, restart: bool = False, seq
             preds += [predict(clock.track(tracker, read_image(f))) for f in frames[1:]]
             per_seq[name] = {**info, **bx.ope_sequence(preds, polys)}
     seqs = list(per_seq.values())
-    summary = bx.restart_summary(seqs) if restart else bx.ope_summary(seqs)
+    summary = bx.restart_summary(seqs, eao_interval) if restart else bx.ope_summary(seqs)
     summary["sequences"] = len(seqs)
     benchmark = "boxes-restart" if restart else "boxes-ope"
     protocol = (f"VOT supervised: failure = zero overlap (regions clipped to the image), re-initialised "
-                f"{bx.SKIP} frames later; accuracy without {bx.BURN_IN} burn-in frames per initialisation"
+                f"{bx.SKIP} frames later; accuracy without {bx.BURN_IN} burn-in frames per initialisation; "
+                f"EAO over sequence lengths {eao_interval[0]}..{eao_interval[1]}"
                 if restart else "OTB one-pass: all frames scored (frame 0 = the initial box); "
                                 "sequence curves averaged")
     meta = {"benchmark": benchmark, "root": str(root), "max_frames": max_frames, "protocol": protocol,
@@ -343,6 +347,14 @@ def summary_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return ["sequence", *cols], rows
 
 
+def eao_line(summary: dict[str, Any]) -> str:
+    """The expected average overlap and the lengths it averages, as one sentence."""
+    lo, hi = summary["eao_interval"]
+    if summary["eao"] is None:
+        return f"EAO: - (no segment reaches length {lo}; the interval is {lo}..{hi})."
+    return f"EAO: {summary['eao']:.3f} (expected average overlap over sequence lengths {lo}..{hi})."
+
+
 def markdown_table(results: dict[str, Any]) -> str:
     meta = results["meta"]
     header, rows = summary_rows(results)
@@ -352,6 +364,8 @@ def markdown_table(results: dict[str, Any]) -> str:
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     lines += ["", f"Protocol: {meta['protocol']}."]
+    if "eao" in results["summary"]:
+        lines.append(eao_line(results["summary"]))
     if meta.get("fps"):
         lines.append(f"Speed: {meta['fps']:.1f} frames/s over {meta['tracked_frames']} tracked frames.")
     return "\n".join(lines) + "\n"
