@@ -37,9 +37,9 @@ def frames(seq: str) -> tuple[np.ndarray, ...]:
 
 
 @pytest.fixture(scope="module")
-def make_tracker(synthetic_checkpoint):
+def make_tracker(golden_checkpoint):
     def make(config: str, precision: str = "fp32") -> Tracker:
-        return Tracker.from_checkpoint(synthetic_checkpoint, preset=config, device="cpu", precision=precision)
+        return Tracker.from_checkpoint(golden_checkpoint, preset=config, device="cpu", precision=precision)
 
     return make
 
