@@ -20,6 +20,7 @@ from siamtrack import __version__
 from siamtrack.cli import COMMANDS
 from siamtrack.cli import cli as cli_group
 from siamtrack.commands import _common
+from siamtrack.eval import baselines
 from siamtrack.io.sources import open_source
 from siamtrack.io.synthetic import make_clip
 from tests.conftest import SHARED, need
@@ -244,6 +245,25 @@ def grey_frames(folder: Path, n: int, ext: str) -> None:
         cv2.imwrite(str(folder / f"{i:05d}.{ext}"), np.full((48, 64, 3), STEP * i, np.uint8))
 
 
+def davis_tree(root: Path) -> Path:
+    """A DAVIS layout with one 6-frame sequence ``sq``: the GT square in every annotation (0/255)."""
+    grey_frames(root / "JPEGImages" / "480p" / "sq", 6, "jpg")
+    ann = root / "Annotations" / "480p" / "sq"
+    ann.mkdir(parents=True)
+    for i in range(6):
+        label = np.zeros((48, 64), np.uint8)
+        label[10:30, 20:40] = 255
+        cv2.imwrite(str(ann / f"{i:05d}.png"), label)
+    return root
+
+
+def boxes_tree(root: Path) -> Path:
+    """A box benchmark with one 20-frame sequence ``sq``: the GT square on every line."""
+    grey_frames(root / "sq", 20, "png")
+    (root / "sq" / "groundtruth.txt").write_text("\n".join(["20,10,20,20"] * 20) + "\n")
+    return root
+
+
 def eval_with(monkeypatch, tracker: ScriptedTracker, *args) -> dict:
     monkeypatch.setattr(_common, "make_tracker", lambda *a, **k: tracker)
     result = CliRunner().invoke(cli_group, [str(a) for a in args])
@@ -253,14 +273,7 @@ def eval_with(monkeypatch, tracker: ScriptedTracker, *args) -> dict:
 
 def test_eval_davis_scores_the_scripted_masks(tmp_path, monkeypatch):
     """Frames 1..4 of 0..5 are scored: masks exact, exact, inside, inside (frame 5's miss is not scored)."""
-    root = tmp_path / "DAVIS"
-    grey_frames(root / "JPEGImages" / "480p" / "sq", 6, "jpg")
-    ann = root / "Annotations" / "480p" / "sq"
-    ann.mkdir(parents=True)
-    for i in range(6):
-        label = np.zeros((48, 64), np.uint8)
-        label[10:30, 20:40] = 255
-        cv2.imwrite(str(ann / f"{i:05d}.png"), label)
+    root = davis_tree(tmp_path / "DAVIS")
     tracker = ScriptedTracker({1: GT, 2: GT, 3: INSIDE, 4: INSIDE, 5: AWAY})
     results = eval_with(monkeypatch, tracker, "eval", "davis", root, "--out", tmp_path / "ev", "--quiet")
     obj = results["sequences"]["sq"]["objects"]["1"]
@@ -275,8 +288,7 @@ def test_eval_davis_scores_the_scripted_masks(tmp_path, monkeypatch):
 
 
 def test_eval_boxes_one_pass_and_restart_score_the_scripted_boxes(tmp_path, monkeypatch):
-    grey_frames(tmp_path / "boxes" / "sq", 20, "png")
-    (tmp_path / "boxes" / "sq" / "groundtruth.txt").write_text("\n".join(["20,10,20,20"] * 20) + "\n")
+    boxes_tree(tmp_path / "boxes")
     tracker = ScriptedTracker({**dict.fromkeys(range(20), SHIFTED), 3: AWAY})
 
     ope = eval_with(monkeypatch, tracker, "eval", "boxes", tmp_path / "boxes", "--max-frames", 5, "--out",
@@ -294,3 +306,16 @@ def test_eval_boxes_one_pass_and_restart_score_the_scripted_boxes(tmp_path, monk
                                 + [pytest.approx(1 / 3)] * 2)
     assert vot["summary"]["failures"] == 1 and vot["summary"]["robustness"] == 1.0
     assert vot["summary"]["accuracy"] == pytest.approx(1 / 3)
+
+
+def test_eval_user_errors_are_one_line(tmp_path):
+    result = CliRunner().invoke(cli_group, ["eval", "davis", str(davis_tree(tmp_path / "DAVIS")), "--tracker",
+                                            "opencv-mil", "--sequences", "nope", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1 and result.output.strip().count("\n") == 0 and "nope" in result.output
+    missing = [n for n in baselines.FACTORIES if n not in baselines.available()]
+    if missing:
+        result = CliRunner().invoke(cli_group, ["eval", "boxes", str(boxes_tree(tmp_path / "boxes")), "--tracker",
+                                                missing[0], "--out", str(tmp_path / "o")])
+        assert result.exit_code == 1 and "opencv-contrib-python" in result.output
+        assert result.output.strip().count("\n") == 0
+    assert not (tmp_path / "o").exists()
