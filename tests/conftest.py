@@ -1,5 +1,7 @@
 """Shared fixtures. ``../shared`` (golden data, dev sequences, training data) is optional:
-tests that need it skip with a reason when it is absent (a user's fresh clone)."""
+tests that need it skip with a reason when it is absent (a user's fresh clone). Everything
+that only needs "a network with official-layout weights" uses ``synthetic_checkpoint``,
+made inside the suite."""
 
 from __future__ import annotations
 
@@ -10,10 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.official_weights import seeded_state_dict, write_checkpoint
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 GOLDEN = SHARED / "golden"
-SYNTH_SHA256 = "cdec1b7dfea6aacd398b60cb705d8711d68f87eba644c164bf822209674ef1fd"
+GOLDEN_SHA256 = "cdec1b7dfea6aacd398b60cb705d8711d68f87eba644c164bf822209674ef1fd"
 
 torch.set_num_threads(2)
 
@@ -36,10 +40,22 @@ def golden_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def synthetic_checkpoint(tmp_path_factory, golden_dir) -> Path:
-    """The golden synthetic checkpoint (official layout, seed 4), generated once per session."""
-    out = tmp_path_factory.mktemp("ckpt") / "synthetic_siammask.pth"
+def synthetic_state() -> dict[str, torch.Tensor]:
+    """The suite's seeded official-layout tensors (see ``tests/official_weights.py``)."""
+    return seeded_state_dict()
+
+
+@pytest.fixture(scope="session")
+def synthetic_checkpoint(tmp_path_factory, synthetic_state) -> Path:
+    """``synthetic_state`` as an official file ({'state_dict': ...}, legacy format), written once."""
+    return write_checkpoint(synthetic_state, tmp_path_factory.mktemp("ckpt") / "synthetic_siammask.pth")
+
+
+@pytest.fixture(scope="session")
+def golden_checkpoint(tmp_path_factory, golden_dir) -> Path:
+    """The exact checkpoint the golden data were recorded with (the golden script, seed 4)."""
+    out = tmp_path_factory.mktemp("golden_ckpt") / "golden_siammask.pth"
     proc = subprocess.run([sys.executable, str(golden_dir / "make_checkpoint.py"), str(out)],
                           capture_output=True, text=True, check=True)
-    assert f"sha256 {SYNTH_SHA256}" in proc.stdout, proc.stdout
+    assert f"sha256 {GOLDEN_SHA256}" in proc.stdout, proc.stdout
     return out

@@ -32,6 +32,12 @@ OLD = """vendor_id\t: GenuineIntel
 model name\t: Old CPU
 flags\t\t: fpu sse2 avx fma avx2
 """
+ZEN5 = """vendor_id\t: AuthenticAMD
+cpu family\t: 26
+model name\t: AMD EPYC 9575F 64-Core Processor
+cpu MHz\t\t: 3300.000
+flags\t\t: fpu sse2 avx fma avx2 avx512f avx512_bf16
+"""
 
 
 def test_parse_cpu_info_reads_model_clock_and_bf16_flags():
@@ -45,18 +51,30 @@ def test_parse_cpu_info_reads_model_clock_and_bf16_flags():
     assert old["mhz"] is None and not old["native_bf16"]
 
 
-def test_peak_estimate_from_cores_clock_and_simd():
-    intel, zen, old = (bench.parse_cpu_info(t) for t in (INTEL, ZEN4, OLD))
-    assert bench.flops_per_cycle(intel, half=False)[0] == 64  # 2 x 512-bit FMA x 16 lanes x 2
-    assert bench.flops_per_cycle(intel, half=True)[0] == 1024  # AMX
-    assert bench.flops_per_cycle(zen, half=False)[0] == 32  # Zen 4: 512-bit FMAs at half rate
-    assert bench.flops_per_cycle(zen, half=True)[0] == 64
-    assert bench.flops_per_cycle(old, half=False)[0] == 32
-    peak, why = bench.peak_flops(zen, cores=4, half=False)
-    assert peak == pytest.approx(4 * 2.4e9 * 32) and "4 core(s)" in why and "2400 MHz" in why
-    assert bench.peak_flops(old, cores=1, half=False)[0] is None
+# Expected peaks from the vendors' core descriptions, not from siamtrack's table: Sapphire Rapids has
+# two 512-bit FMA ports (16 fp32 lanes x 2 FLOPs x 2) and AMX (1024 bf16 FLOPs per cycle); Zen 4 runs
+# 512-bit FMAs on its two 256-bit units (8 lanes x 2 x 2) and VDPBF16PS does 2 products per fp32 lane;
+# Zen 5 has full 512-bit units; Haswell-class AVX2 has two 256-bit FMA ports.
+@pytest.mark.parametrize("cpuinfo,lscpu,cores,half,peak", [
+    (INTEL, "CPU max MHz: 3800.0000", 4, False, 4 * 3.8e9 * 64),  # the max clock, not cpuinfo's 2000 MHz
+    (INTEL, "CPU max MHz: 3800.0000", 4, True, 4 * 3.8e9 * 1024),
+    (ZEN4, "", 2, False, 2 * 2.4e9 * 32),
+    (ZEN4, "", 2, True, 2 * 2.4e9 * 64),
+    (ZEN5, "", 1, False, 3.3e9 * 64),
+    (OLD, "CPU max MHz: 3000.0000", 2, True, 2 * 3e9 * 32),  # no native bf16: the fp32 rate
+], ids=["spr-fp32", "spr-amx", "zen4-fp32", "zen4-bf16", "zen5-fp32", "avx2-bf16"])
+def test_cpu_peak_matches_the_vendors_core_figures(cpuinfo, lscpu, cores, half, peak):
+    estimate, why = bench.peak_flops(bench.parse_cpu_info(cpuinfo, lscpu), cores=cores, half=half)
+    assert estimate == pytest.approx(peak) and f"{cores} core(s)" in why
+
+
+def test_no_peak_without_a_clock_and_gpu_datasheet_peaks():
+    assert bench.peak_flops(bench.parse_cpu_info(OLD), cores=1, half=False)[0] is None
+    # NVIDIA datasheets, dense: the PCIe H100 is slower than the SXM one the shorter name would match
     assert bench.gpu_peak("NVIDIA H100 80GB HBM3", half=True)[0] == 989e12
+    assert bench.gpu_peak("NVIDIA H100 80GB HBM3", half=False)[0] == 67e12
     assert bench.gpu_peak("NVIDIA H100 PCIe", half=False)[0] == 51e12
+    assert bench.gpu_peak("NVIDIA H200", half=False)[0] == 67e12
     assert bench.gpu_peak("Some GPU", half=False)[0] is None
 
 

@@ -362,12 +362,6 @@ def test_preset_choices_follow_the_tracker():
     assert set(_common.PRESET_NAMES) == set(PRESETS)
 
 
-def test_every_command_has_help_with_an_example(capsys):
-    for cmd in ("run", "webcam", "export-masks", "weights", "demo"):
-        code, out, _ = invoke(capsys, cmd, "--help")
-        assert code == 0 and "Example" in out and "siamtrack " + cmd.split()[0] in out, cmd
-
-
 def test_progress_and_summary_go_to_stderr(clip, oracle, capsys, tmp_path):
     out = tmp_path / "loud"
     code, stdout, err = invoke(capsys, "run", clip["video"], "--bbox", "10,10,30,30", "--out", out)

@@ -9,7 +9,6 @@ import pytest
 from click.testing import CliRunner
 
 from siamtrack.cli import cli
-from siamtrack.eval import baselines
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DAVIS_KEYS = {"J_mean", "J_recall", "J_decay", "F_mean", "F_recall", "F_decay", "JF_mean"}
@@ -93,15 +92,3 @@ def test_eval_boxes_with_opencv_mil_one_pass_and_restart(tmp_path):
             assert 0.0 < summary["success_auc"] < 1.0 and 0.0 <= summary["precision_20"] <= 1.0
             assert len(results["sequences"]["bag"]["overlaps"]) == 15
             assert len(summary["success_curve"]) == 21
-
-
-def test_eval_user_errors_are_one_line(tmp_path):
-    root = data("davis")
-    result = run("eval", "davis", root, "--tracker", "opencv-mil", "--sequences", "nope", "--out", tmp_path)
-    assert result.exit_code == 1
-    assert result.output.strip().count("\n") == 0 and "nope" in result.output
-    missing = [n for n in baselines.FACTORIES if n not in baselines.available()]
-    if missing:
-        result = run("eval", "boxes", data("boxes"), "--tracker", missing[0], "--out", tmp_path)
-        assert result.exit_code == 1 and "opencv-contrib-python" in result.output
-        assert result.output.strip().count("\n") == 0

@@ -60,10 +60,17 @@ def test_refine_window_covers_the_cell_window():
 
 
 def test_input_is_raw_bgr():
-    """The model converts BGR 0..255 itself: swapping B and R changes the features."""
+    """The model turns the tracker's raw BGR 0..255 crop into what Lite0 was trained on: RGB in [-1, 1]
+    (mean = std = 0.5), without the first 7 rows and columns (the alignment above)."""
     lite = build_model("siammask_lite").eval()
-    x = torch.rand(1, 3, 255, 255) * 255
+    seen = []
+    lite.trunk.register_forward_pre_hook(lambda _module, args: seen.append(args[0]))
+    bgr = torch.empty(1, 3, 255, 255)
+    bgr[:, 0], bgr[:, 1], bgr[:, 2] = 255.0, 127.5, 0.0  # pure blue, half green, no red
+    bgr[:, :, :7, :] = bgr[:, :, :, :7] = 0.0  # the rows and columns the model drops
     with torch.inference_mode():
-        a = lite.backbone(x)[3]
-        b = lite.backbone(x[:, [2, 1, 0]])[3]
-    assert not torch.allclose(a, b)
+        lite.backbone(bgr)
+    (x,) = seen
+    assert x.shape == (1, 3, 248, 248)
+    expected = torch.tensor([-1.0, 0.0, 1.0]).view(1, 3, 1, 1).expand(1, 3, 248, 248)  # R, G, B
+    assert torch.equal(x, expected)

@@ -130,6 +130,20 @@ def test_rgb_input_equals_converted_bgr(tracker):
     assert swapped.box != as_bgr.box
 
 
+def test_two_objects_batched_equal_single(tracker):
+    """Stepping two objects in one batched forward gives each object's single-object result."""
+    boxes = [START_BOX, (200, 150, 50, 60)]
+    tracker.init(MOVING[0], boxes)
+    pair = tracker.track(MOVING[1])
+    states = [(st.center.copy(), st.size.copy()) for st in tracker.states]
+    for k, box in enumerate(boxes):
+        tracker.init(MOVING[0], box)
+        (alone,) = tracker.track(MOVING[1])
+        np.testing.assert_allclose(states[k][0], tracker.states[0].center, atol=1e-3)
+        np.testing.assert_allclose(states[k][1], tracker.states[0].size, atol=1e-3)
+        assert pair[k].obj_id == k and np.count_nonzero(pair[k].mask ^ alone.mask) <= 0.01 * alone.mask_area
+
+
 # user errors -----------------------------------------------------------------------------------
 
 

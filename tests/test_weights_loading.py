@@ -1,14 +1,14 @@
 """Checkpoint loading: every layout the SiamMask weights come in, and every kind of bad file.
 
-The layouts are written from the golden synthetic checkpoint (86 MB each) once per module;
-every one must load to exactly the reference parameters. Bad files must give a one-line
-CheckpointError that names the file, never a traceback or a partial load.
+The layouts are written from the suite's seeded official-layout tensors (86 MB each, see
+``tests/official_weights.py``) once per module; every one must load to exactly the reference
+parameters. Bad files must give a one-line CheckpointError that names the file, never a
+traceback or a partial load.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import json
 import os
@@ -23,17 +23,7 @@ import torch
 from siamtrack import weights
 from siamtrack.errors import CheckpointError, SiamtrackError
 from siamtrack.weights.loading import load_checkpoint
-
-PYSOT_SHA256 = "93c61a2f3cc9c81ff4a562367c55f58857b06d982ed9a394e3c6dfa3463ba8b5"
-
-
-@pytest.fixture(scope="module")
-def maker(golden_dir):
-    """The golden ``make_checkpoint.py``, imported (its ``main(argv)`` writes a file, returns the tensor hash)."""
-    spec = importlib.util.spec_from_file_location("make_checkpoint", golden_dir / "make_checkpoint.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.official_weights import official_layout, pysot_name, seeded_state_dict, write_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -46,15 +36,6 @@ def raw_state(synthetic_checkpoint) -> dict[str, torch.Tensor]:
 def reference(synthetic_checkpoint) -> dict[str, torch.Tensor]:
     """Parameters of the network loaded from the reference file (official layout, legacy format)."""
     return load_checkpoint(synthetic_checkpoint).model.state_dict()
-
-
-def _write_with_maker(maker, out: Path, *args: str) -> None:
-    maker.main([str(out), *args])
-
-
-def _write_pysot(maker, out: Path) -> None:
-    keys = Path(maker.__file__).parent / "keys_pysot_siammask.json"
-    assert maker.main([str(out), "--keys", str(keys), "--layout", "flat"]) == PYSOT_SHA256
 
 
 def _write_without_nbt(raw_state, out: Path) -> None:
@@ -73,18 +54,17 @@ def _write_training(raw_state, out: Path) -> None:
 
 
 VARIANTS = {
-    "flat-zip": lambda maker, raw, out: _write_with_maker(maker, out, "--layout", "flat", "--format", "zip"),
-    "module-legacy": lambda maker, raw, out: _write_with_maker(maker, out, "--layout", "module"),
-    "state_dict_module-zip": lambda maker, raw, out: _write_with_maker(maker, out, "--layout", "state_dict_module",
-                                                                        "--format", "zip"),
-    "pysot-names": lambda maker, raw, out: _write_pysot(maker, out),
-    "no-num-batches-tracked": lambda maker, raw, out: _write_without_nbt(raw, out),
-    "training-extras": lambda maker, raw, out: _write_training(raw, out),
+    "flat-zip": lambda raw, out: write_checkpoint(raw, out, "flat", legacy=False),
+    "module-legacy": lambda raw, out: write_checkpoint(raw, out, "module"),
+    "state_dict_module-zip": lambda raw, out: write_checkpoint(raw, out, "state_dict_module", legacy=False),
+    "pysot-names": lambda raw, out: write_checkpoint(raw, out, "pysot", legacy=False),
+    "no-num-batches-tracked": _write_without_nbt,
+    "training-extras": _write_training,
 }
 
 
 @pytest.fixture(scope="module")
-def variant(tmp_path_factory, maker, raw_state):
+def variant(tmp_path_factory, raw_state):
     """``variant(name)``: the path of that layout's file, written on first use (deleted after the module)."""
     folder = tmp_path_factory.mktemp("layouts")
     made: dict[str, Path] = {}
@@ -92,7 +72,7 @@ def variant(tmp_path_factory, maker, raw_state):
     def get(name: str) -> Path:
         if name not in made:
             out = folder / f"{name}.pth"
-            VARIANTS[name](maker, raw_state, out)
+            VARIANTS[name](raw_state, out)
             made[name] = out
         return made[name]
 
@@ -112,6 +92,26 @@ def one_line_error_naming(exc: pytest.ExceptionInfo, path: Path) -> str:
     assert "\n" not in msg
     assert str(path) in msg
     return msg
+
+
+# the suite's official layout ------------------------------------------------------------------------
+
+
+def test_suite_layout_is_the_recorded_official_one(golden_dir):
+    """The key list written out in tests/official_weights.py is the one recorded from the official code."""
+    recorded = json.loads((golden_dir / "keys_siammask_sharp.json").read_text())["keys"]
+    assert [(k, shape) for k, shape, _ in official_layout()] == [(e["key"], tuple(e["shape"])) for e in recorded]
+    pysot = json.loads((golden_dir / "keys_pysot_siammask.json").read_text())["keys"]
+    assert [pysot_name(e["official_key"]) for e in pysot] == [e["key"] for e in pysot]
+
+
+def test_seeded_weights_are_deterministic_and_the_official_size(synthetic_state):
+    assert len(synthetic_state) == 356
+    floats = [v for v in synthetic_state.values() if v.dtype == torch.float32]
+    assert len(floats) == 303 and sum(v.numel() for v in floats) == 21_517_764  # the official parameter count
+    assert all(torch.equal(a, b) for a, b in zip(seeded_state_dict().values(), synthetic_state.values(), strict=True))
+    assert not torch.equal(seeded_state_dict(seed=1)["features.features.conv1.weight"],
+                           synthetic_state["features.features.conv1.weight"])
 
 
 # every layout ------------------------------------------------------------------------------------
@@ -168,6 +168,15 @@ def test_verify_reports_identity(synthetic_checkpoint):
     with pytest.raises(CheckpointError, match="expected siammask_lite") as exc:
         weights.verify(synthetic_checkpoint, expected_arch="siammask_lite")
     one_line_error_naming(exc, synthetic_checkpoint)
+
+
+def test_registry_entries_and_unknown_name():
+    names = [e.name for e in weights.list_entries()]
+    assert names[:1] == ["siammask-lite"] and {"siammask-davis", "siammask-vot", "siammask-vot-ld",
+                                                 "pysot-siammask-r50-l3"} <= set(names)
+    assert weights.get_entry("siammask-vot-ld").preset == "vot18"
+    with pytest.raises(SiamtrackError, match="unknown model"):
+        weights.get_entry("nope")
 
 
 def registry_with(entry: dict) -> dict:
