@@ -23,7 +23,7 @@ import click
 
 from siamtrack.errors import SiamtrackError
 
-PRESET_NAMES = ("davis", "vot", "vot18", "pysot", "lite")  # siamtrack.tracker.PRESETS (checked by a test)
+PRESET_NAMES = ("davis", "vot", "vot18", "pysot", "lite-untuned")  # siamtrack.tracker.PRESETS (checked by a test)
 PRECISIONS = ("auto", "fp32", "fp32-reference", "bf16", "fp16")
 Box = tuple[float, float, float, float]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
@@ -81,7 +82,7 @@ def _network(model: str | None, checkpoint: str | None, arch: str | None, preset
     model is not downloaded: the cost of a forward pass does not depend on the values.
     """
     from siamtrack import weights
-    from siamtrack.tracker import DEFAULT_PRESET
+    from siamtrack.tracker import DEFAULT_PRESET, checkpoint_preset
     from siamtrack.weights.loading import load_checkpoint
 
     given = sum(x is not None for x in (model, checkpoint, arch))
@@ -89,12 +90,13 @@ def _network(model: str | None, checkpoint: str | None, arch: str | None, preset
         raise click.UsageError("give one of --model, --checkpoint and --arch")
     if checkpoint:
         loaded = load_checkpoint(checkpoint)
-        chosen = preset or loaded.preset or DEFAULT_PRESET.get(loaded.arch, "davis")
+        chosen = preset or checkpoint_preset(loaded, Path(checkpoint).stem) or DEFAULT_PRESET.get(loaded.arch, "davis")
         return loaded.model, checkpoint, chosen, f"checkpoint {checkpoint}"
     if model or (arch is None and weights.is_present(weights.default_name())):
         entry, path = weights.resolve(model)
         loaded = load_checkpoint(path)
-        return loaded.model, entry.name, preset or loaded.preset or entry.preset, f"registry model {entry.name}"
+        chosen = preset or checkpoint_preset(loaded, entry.name) or entry.preset
+        return loaded.model, entry.name, chosen, f"registry model {entry.name}"
     import torch
 
     from siamtrack.models import build_model
