@@ -1,6 +1,7 @@
 """What a user chooses among, as plain data without torch: the CLI lists these choices at start-up.
 
-``siamtrack.tracker`` builds its presets from ``PRESET_VALUES``.
+One source for each list: ``siamtrack.tracker`` builds its presets from ``PRESET_VALUES``,
+``siamtrack.engine`` checks ``PRECISIONS`` and the commands offer the same names.
 """
 
 from __future__ import annotations
@@ -22,3 +23,5 @@ PRESET_VALUES: dict[str, dict[str, Any]] = {
     # carries its tuned preset): the DAVIS values, named apart so that a run says which it used.
     "lite-untuned": _DAVIS,
 }
+PRECISIONS = ("auto", "fp32", "fp32-reference", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda")

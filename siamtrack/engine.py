@@ -23,9 +23,8 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from siamtrack.choices import PRECISIONS
 from siamtrack.errors import SiamtrackError
-
-PRECISIONS = ("auto", "fp32", "fp32-reference", "bf16", "fp16")
 
 
 def cpu_has_native_bf16() -> bool:

@@ -21,10 +21,9 @@ from typing import Any
 
 import click
 
+from siamtrack.choices import DEVICES, PRECISIONS, PRESET_VALUES
 from siamtrack.errors import SiamtrackError
 
-PRESET_NAMES = ("davis", "vot", "vot18", "pysot", "lite-untuned")  # siamtrack.tracker.PRESETS (checked by a test)
-PRECISIONS = ("auto", "fp32", "fp32-reference", "bf16", "fp16")
 Box = tuple[float, float, float, float]
 
 
@@ -56,9 +55,9 @@ def model_options(func: Callable) -> Callable:
                      help="Registry model (see `siamtrack weights list`); default: the registry's default."),
         click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
                      help="A checkpoint file to use instead of a registry model."),
-        click.option("--preset", type=click.Choice(PRESET_NAMES), default=None,
+        click.option("--preset", type=click.Choice(list(PRESET_VALUES)), default=None,
                      help="Tracking hyper-parameters (default: the model's own)."),
-        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+        click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True),
         click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
                      help="Network precision (see the README)."),
     ]

@@ -7,9 +7,9 @@ from typing import Any
 
 import click
 
+from siamtrack.choices import DEVICES, PRECISIONS, PRESET_VALUES
 from siamtrack.commands._common import bbox_option, user_errors
 
-PRECISIONS = ("auto", "fp32", "fp32-reference", "bf16", "fp16")
 ARCHS = ("siammask_sharp", "siammask_lite")
 
 
@@ -160,11 +160,11 @@ def _print(report: dict[str, Any]) -> None:
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), default=None, help="A checkpoint file.")
 @click.option("--arch", type=click.Choice(ARCHS), default=None,
               help="Time this architecture with random weights (cost does not depend on values).")
-@click.option("--preset", type=click.Choice(["davis", "vot", "vot18", "pysot"]), default=None,
+@click.option("--preset", type=click.Choice(list(PRESET_VALUES)), default=None,
               help="Tracking hyper-parameters (default: the model's own).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--precision", "precisions", default="auto", show_default=True,
-              help="One or several (comma-separated) of auto, fp32, fp32-reference, bf16, fp16; timed interleaved.")
+              help=f"One or several (comma-separated) of {', '.join(PRECISIONS)}; timed interleaved.")
 @click.option("--threads", default=None, help="torch threads, one or several comma-separated counts (e.g. 1,2).")
 @click.option("--objects", type=click.IntRange(min=1), default=None,
               help="Objects tracked at once (default: the number of --bbox, else 1).")
