@@ -25,6 +25,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from siamtrack.choices import PRECISIONS
 from siamtrack.errors import SiamtrackError
+from siamtrack.models import SiamNetwork
 
 
 def cpu_has_native_bf16() -> bool:
@@ -139,7 +140,7 @@ class _FrozenTrunk(nn.Module):
 class _Reference(nn.Module):
     """The official per-frame work: kernels recomputed from the template, mask head evaluated."""
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: SiamNetwork) -> None:
         super().__init__()
         self.inner = net
         self.arch = getattr(net, "arch", type(net).__name__)
@@ -179,17 +180,17 @@ def fold_batchnorm(module: nn.Module) -> nn.Module:
     return module
 
 
-def prepare_network(model: nn.Module, device: torch.device, precision: str) -> tuple[nn.Module, str]:
+def prepare_network(model: SiamNetwork, device: torch.device, precision: str) -> tuple[nn.Module, str]:
     """Put ``model`` on ``device`` in eval mode, rewritten or wrapped for the chosen precision.
 
-    The caller's module is left untouched (fast paths work on a copy).
+    The caller's module is left untouched (fast paths work on a copy). What comes back offers
+    ``template``, ``backbone``, ``heads`` and ``refine``; what ``template`` returns is opaque to
+    the caller and goes back into ``heads`` (kernels, or for fp32-reference the template feature).
     """
     mode = choose_precision(precision, device, getattr(model, "arch", ""))
     model = model.to(device).eval()
     if mode == "fp32-reference":
-        if hasattr(model, "template_features"):
-            return _Reference(model), mode
-        return model, mode
+        return _Reference(model), mode
     net = fold_batchnorm(copy.deepcopy(model))
     for p in net.parameters():
         p.requires_grad_(False)

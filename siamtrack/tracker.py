@@ -18,7 +18,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -27,11 +27,12 @@ from siamtrack import geometry as geo
 from siamtrack.choices import PRESET_VALUES
 from siamtrack.errors import SiamtrackError
 from siamtrack.geometry import RotatedBox
+from siamtrack.models import SiamNetwork, missing_methods
 
 if TYPE_CHECKING:
     from siamtrack.weights.loading import LoadedCheckpoint
 
-__all__ = ["PRESETS", "Preset", "RotatedBox", "TrackResult", "Tracker"]
+__all__ = ["PRESETS", "ObjectTracker", "Preset", "RotatedBox", "SiamNetwork", "TrackResult", "Tracker"]
 
 
 class BoxClippedWarning(UserWarning):
@@ -192,6 +193,27 @@ def clip_box(box: Sequence[float], frame_wh: tuple[int, int]) -> tuple[tuple[flo
     return clipped, clipped != (x, y, w, h)
 
 
+@runtime_checkable
+class ObjectTracker(Protocol):
+    """What the eval harness, the commands and the benchmarks drive: ``Tracker``, the OpenCV
+    baselines (``siamtrack.eval.baselines``) and test doubles implement it."""
+
+    model_name: str
+    arch: str
+    precision: str
+    device: str | torch.device
+    preset: Preset | None  # the hyper-parameters a run records; None for trackers without any
+
+    def init(self, frame: np.ndarray, boxes: Sequence[float] | Sequence[Sequence[float]], *,
+             color: str = "bgr") -> list[int]:
+        """Start tracking ``boxes`` (x, y, w, h each) on ``frame``; returns the object ids."""
+        ...
+
+    def track(self, frame: np.ndarray, *, color: str = "bgr") -> list[TrackResult]:
+        """One result per object for the next frame."""
+        ...
+
+
 class Tracker:
     """Track one or several objects through a video with a SiamMask network.
 
@@ -204,11 +226,15 @@ class Tracker:
             result.mask, result.rotated.points, result.box
     """
 
-    def __init__(self, model: torch.nn.Module, preset: str | Preset | dict = "davis", *,
+    def __init__(self, model: SiamNetwork, preset: str | Preset | dict = "davis", *,
                  device: str | torch.device = "auto", precision: str = "auto",
                  model_name: str | None = None) -> None:
         from siamtrack.engine import prepare_network
 
+        missing = missing_methods(model)
+        if missing:
+            raise SiamtrackError(f"{type(model).__name__} is not a SiamMask network: it lacks {', '.join(missing)} "
+                                 "(the interface is siamtrack.models.SiamNetwork)")
         self.device = resolve_device(device)
         self.preset = self._make_preset(preset)
         self.arch = getattr(model, "arch", type(model).__name__)

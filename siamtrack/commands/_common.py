@@ -17,12 +17,15 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from siamtrack.choices import DEVICES, PRECISIONS, PRESET_VALUES
 from siamtrack.errors import SiamtrackError
+
+if TYPE_CHECKING:
+    from siamtrack.tracker import ObjectTracker
 
 Box = tuple[float, float, float, float]
 
@@ -66,7 +69,8 @@ def model_options(func: Callable) -> Callable:
     return func
 
 
-def make_tracker(model: str | None, checkpoint: str | None, preset: str | None, device: str, precision: str) -> Any:
+def make_tracker(model: str | None, checkpoint: str | None, preset: str | None, device: str,
+                 precision: str) -> ObjectTracker:
     """The tracker the options ask for (torch is imported here, not at CLI start-up)."""
     if model and checkpoint:
         raise click.UsageError("give --model or --checkpoint, not both")
@@ -174,7 +178,7 @@ class OutDir:
                 continue  # taken between the look and the mkdir by another run
 
 
-def init_tracker(tracker: Any, frame: Any, boxes: Sequence[Box]) -> list[int]:
+def init_tracker(tracker: ObjectTracker, frame: Any, boxes: Sequence[Box]) -> list[int]:
     """``tracker.init`` with its warnings (a box clipped to the frame) printed as one line each."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
