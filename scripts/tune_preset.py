@@ -9,7 +9,8 @@ user gets: the mask (J, DAVIS protocol: first and last frames not scored) and th
 (IoU of the tracker's box with the ground-truth mask's box, every frame after the first):
 ``score = (J + box IoU) / 2``. The mask threshold does not change the trajectory, so each
 (penalty_k, window_influence, lr) is tracked once and every seg_thr is scored on its masks.
-Never point it at an evaluation set.
+Never point it at an evaluation set. The tracker names a stored preset after its model
+(``siammask-lite-tuned`` for the shipped checkpoint), whatever name the checkpoint holds.
 """
 
 from __future__ import annotations
@@ -67,14 +68,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     tracks = ds.davis_tracks(args.root, sequences=args.sequences.split(","))
     cache = ds.FrameCache()
-    tracker = Tracker(load_checkpoint(args.checkpoint).model, "lite", device="cpu", precision="fp32")
+    tracker = Tracker(load_checkpoint(args.checkpoint).model, "lite-untuned", device="cpu", precision="fp32")
     results = []
     for values in itertools.product(*MOTION_GRID.values()):
         motion = dict(zip(MOTION_GRID, values, strict=True))
-        tracker.preset = Preset("lite", **motion, seg_thr=SEG_THR[0])
+        tracker.preset = Preset("tuned", **motion, seg_thr=SEG_THR[0])
         j_by_thr, box_iou = run_trajectories(tracker, tracks, cache, args.max_frames)
         for thr, j in j_by_thr.items():
-            preset = Preset("lite", **motion, seg_thr=thr)
+            preset = Preset("tuned", **motion, seg_thr=thr)
             row = {"score": (j + box_iou) / 2, "J": j, "box_iou": box_iou}
             results.append((row, preset))
             print(json.dumps({k: round(v, 4) for k, v in row.items()} | preset.to_dict()), flush=True)

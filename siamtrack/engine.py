@@ -23,9 +23,9 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from siamtrack.choices import PRECISIONS
 from siamtrack.errors import SiamtrackError
-
-PRECISIONS = ("auto", "fp32", "fp32-reference", "bf16", "fp16")
+from siamtrack.models import SiamNetwork
 
 
 def cpu_has_native_bf16() -> bool:
@@ -103,6 +103,10 @@ class _HalfTrunk(nn.Module):
         return self.inner.refine(feats, rows, cols, batch_idx)
 
 
+class TraceFallbackWarning(UserWarning):
+    """A trunk could not be traced and frozen; it runs eagerly (same outputs, slower)."""
+
+
 class _FrozenTrunk(nn.Module):
     """A trunk traced and frozen once (any batch size or input size reuses the same graph).
 
@@ -114,14 +118,20 @@ class _FrozenTrunk(nn.Module):
         self.trunk = trunk
         self.eager = False
         self.frozen = None
+        failure = None
         example = torch.zeros(1, 3, 255, 255).contiguous(memory_format=torch.channels_last)
         # TorchScript is deprecated in favour of torch.compile, which needs a C++ compiler at run
         # time and minutes of compilation; until a torch without it, use it quietly, else stay eager.
         with torch.inference_mode(), warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            with contextlib.suppress(AttributeError, RuntimeError):
+            try:
                 traced = torch.jit.trace(trunk, example, check_trace=False)
                 self.frozen = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
+            except (AttributeError, RuntimeError) as exc:
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                failure = f"{type(trunk).__name__} could not be frozen ({reason}); it runs eagerly, slower"
+        if failure:
+            warnings.warn(failure, TraceFallbackWarning, stacklevel=2)
 
     def forward(self, x):
         return self.trunk(x) if self.eager or self.frozen is None else self.frozen(x)
@@ -130,7 +140,7 @@ class _FrozenTrunk(nn.Module):
 class _Reference(nn.Module):
     """The official per-frame work: kernels recomputed from the template, mask head evaluated."""
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: SiamNetwork) -> None:
         super().__init__()
         self.inner = net
         self.arch = getattr(net, "arch", type(net).__name__)
@@ -153,37 +163,34 @@ class _Reference(nn.Module):
 
 
 def fold_batchnorm(module: nn.Module) -> nn.Module:
-    """Fold every eval-mode BatchNorm into the convolution before it (in place).
+    """Fold every eval-mode BatchNorm into the convolution registered right before it (in place).
 
-    Handles the two patterns the networks use: consecutive (Conv2d, BatchNorm2d) in a
-    Sequential, and sibling attributes ``convN`` / ``bnN``.
+    The networks register each BatchNorm directly after the convolution that feeds it, whatever
+    the names (``conv1``/``bn1``, Lite0's ``_expand_conv``/``_bn0``, Sequential indices), so
+    registration order finds every pair; the channel counts must agree as well.
     """
     for child in module.children():
         fold_batchnorm(child)
     names = list(module._modules)
-    if isinstance(module, nn.Sequential):
-        pairs = [(a, b) for a, b in zip(names, names[1:], strict=False)]
-    else:
-        pairs = [(n, "bn" + n[4:]) for n in names if n.startswith("conv") and "bn" + n[4:] in module._modules]
-    for conv_name, bn_name in pairs:
+    for conv_name, bn_name in zip(names, names[1:], strict=False):
         conv, bn = module._modules[conv_name], module._modules[bn_name]
-        if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+        if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and conv.out_channels == bn.num_features:
             module._modules[conv_name] = fuse_conv_bn_eval(conv, bn)
             module._modules[bn_name] = nn.Identity()
     return module
 
 
-def prepare_network(model: nn.Module, device: torch.device, precision: str) -> tuple[nn.Module, str]:
+def prepare_network(model: SiamNetwork, device: torch.device, precision: str) -> tuple[nn.Module, str]:
     """Put ``model`` on ``device`` in eval mode, rewritten or wrapped for the chosen precision.
 
-    The caller's module is left untouched (fast paths work on a copy).
+    The caller's module is left untouched (fast paths work on a copy). What comes back offers
+    ``template``, ``backbone``, ``heads`` and ``refine``; what ``template`` returns is opaque to
+    the caller and goes back into ``heads`` (kernels, or for fp32-reference the template feature).
     """
     mode = choose_precision(precision, device, getattr(model, "arch", ""))
     model = model.to(device).eval()
     if mode == "fp32-reference":
-        if hasattr(model, "template_features"):
-            return _Reference(model), mode
-        return model, mode
+        return _Reference(model), mode
     net = fold_batchnorm(copy.deepcopy(model))
     for p in net.parameters():
         p.requires_grad_(False)

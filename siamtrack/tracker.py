@@ -18,16 +18,21 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
 from siamtrack import geometry as geo
+from siamtrack.choices import PRESET_VALUES
 from siamtrack.errors import SiamtrackError
 from siamtrack.geometry import RotatedBox
+from siamtrack.models import SiamNetwork, missing_methods
 
-__all__ = ["PRESETS", "Preset", "RotatedBox", "TrackResult", "Tracker"]
+if TYPE_CHECKING:
+    from siamtrack.weights.loading import LoadedCheckpoint
+
+__all__ = ["PRESETS", "ObjectTracker", "Preset", "RotatedBox", "SiamNetwork", "TrackResult", "Tracker"]
 
 
 class BoxClippedWarning(UserWarning):
@@ -58,17 +63,21 @@ class Preset:
         return asdict(self)
 
 
-PRESETS: dict[str, Preset] = {
-    # experiments/siammask_sharp/config_davis.json, config_vot.json, config_vot18.json
-    "davis": Preset("davis", penalty_k=0.04, window_influence=0.4, lr=1.0, seg_thr=0.35),
-    "vot": Preset("vot", penalty_k=0.04, window_influence=0.42, lr=0.25, seg_thr=0.30),
-    "vot18": Preset("vot18", penalty_k=0.10, window_influence=0.41, lr=0.32, seg_thr=0.15),
-    # PySOT experiments/siammask_r50_l3/config.yaml hyper-parameters (official post-processing)
-    "pysot": Preset("pysot", penalty_k=0.10, window_influence=0.41, lr=0.32, seg_thr=0.15, style="pysot"),
-    # siammask-lite's fallback when its checkpoint carries no tuned preset (the shipped one does)
-    "lite": Preset("lite", penalty_k=0.04, window_influence=0.4, lr=1.0, seg_thr=0.35),
-}
-DEFAULT_PRESET = {"siammask_sharp": "davis", "siammask_lite": "davis"}
+PRESETS: dict[str, Preset] = {name: Preset(name, **values) for name, values in PRESET_VALUES.items()}
+# The built-in preset for a checkpoint that carries none (and for a network without a checkpoint).
+DEFAULT_PRESET = {"siammask_sharp": "davis", "siammask_lite": "lite-untuned"}
+
+
+def checkpoint_preset(loaded: LoadedCheckpoint, model_name: str) -> Preset | None:
+    """The preset stored in a checkpoint, named after its model: ``<model>-tuned`` when the checkpoint
+    records how it was tuned (``preset_tuning``), else ``<model>-checkpoint``; None if it stores none.
+
+    The stored name is not kept: it may repeat a built-in name with other values.
+    """
+    if loaded.preset is None:
+        return None
+    origin = "tuned" if "preset_tuning" in loaded.meta else "checkpoint"
+    return Preset.from_dict({**loaded.preset, "name": f"{model_name}-{origin}"})
 
 
 @dataclass
@@ -184,6 +193,27 @@ def clip_box(box: Sequence[float], frame_wh: tuple[int, int]) -> tuple[tuple[flo
     return clipped, clipped != (x, y, w, h)
 
 
+@runtime_checkable
+class ObjectTracker(Protocol):
+    """What the eval harness, the commands and the benchmarks drive: ``Tracker``, the OpenCV
+    baselines (``siamtrack.eval.baselines``) and test doubles implement it."""
+
+    model_name: str
+    arch: str
+    precision: str
+    device: str | torch.device
+    preset: Preset | None  # the hyper-parameters a run records; None for trackers without any
+
+    def init(self, frame: np.ndarray, boxes: Sequence[float] | Sequence[Sequence[float]], *,
+             color: str = "bgr") -> list[int]:
+        """Start tracking ``boxes`` (x, y, w, h each) on ``frame``; returns the object ids."""
+        ...
+
+    def track(self, frame: np.ndarray, *, color: str = "bgr") -> list[TrackResult]:
+        """One result per object for the next frame."""
+        ...
+
+
 class Tracker:
     """Track one or several objects through a video with a SiamMask network.
 
@@ -196,11 +226,15 @@ class Tracker:
             result.mask, result.rotated.points, result.box
     """
 
-    def __init__(self, model: torch.nn.Module, preset: str | Preset | dict = "davis", *,
+    def __init__(self, model: SiamNetwork, preset: str | Preset | dict = "davis", *,
                  device: str | torch.device = "auto", precision: str = "auto",
                  model_name: str | None = None) -> None:
         from siamtrack.engine import prepare_network
 
+        missing = missing_methods(model)
+        if missing:
+            raise SiamtrackError(f"{type(model).__name__} is not a SiamMask network: it lacks {', '.join(missing)} "
+                                 "(the interface is siamtrack.models.SiamNetwork)")
         self.device = resolve_device(device)
         self.preset = self._make_preset(preset)
         self.arch = getattr(model, "arch", type(model).__name__)
@@ -237,7 +271,8 @@ class Tracker:
         from siamtrack.weights.loading import load_checkpoint
 
         loaded = load_checkpoint(path)
-        chosen = preset or loaded.preset or DEFAULT_PRESET.get(loaded.arch, "davis")
+        chosen = (preset or checkpoint_preset(loaded, model_name or Path(path).stem)
+                  or DEFAULT_PRESET.get(loaded.arch, "davis"))
         return cls(loaded.model, chosen, device=device, precision=precision,
                    model_name=model_name or Path(path).name)
 
@@ -250,7 +285,7 @@ class Tracker:
 
         entry, path = weights.resolve(name)
         loaded = load_checkpoint(path)
-        chosen = preset or loaded.preset or entry.preset
+        chosen = preset or checkpoint_preset(loaded, entry.name) or entry.preset
         return cls(loaded.model, chosen, device=device, precision=precision, model_name=entry.name)
 
     # profiling ----------------------------------------------------------------------------

@@ -358,8 +358,17 @@ def test_webcam_without_a_camera_is_one_line(capsys, monkeypatch):
     assert code == 1 and err.count("\n") == 1 and "camera 97 cannot be opened" in err
 
 
-def test_preset_choices_follow_the_tracker():
-    assert set(_common.PRESET_NAMES) == set(PRESETS)
+def test_choices_are_the_trackers_and_the_engines():
+    from siamtrack.commands.bench import bench
+    from siamtrack.commands.run import run
+    from siamtrack.engine import PRECISIONS
+
+    for command in (run, bench):
+        choices = {p.name: list(p.type.choices) for p in command.params if hasattr(p.type, "choices")}
+        assert choices["preset"] == list(PRESETS) == ["davis", "vot", "vot18", "pysot", "lite-untuned"]
+        assert choices["device"] == ["auto", "cpu", "cuda"]
+    choices = {p.name: list(p.type.choices) for p in run.params if hasattr(p.type, "choices")}
+    assert choices["precision"] == list(PRECISIONS)
 
 
 def test_progress_and_summary_go_to_stderr(clip, oracle, capsys, tmp_path):

@@ -163,6 +163,9 @@ class GroundTruthTracker:
 
     arch = "opencv"
     model_name = "oracle"
+    precision = "n/a"
+    device = "cpu"
+    preset = None
 
     def __init__(self, truth):
         self.truth = truth

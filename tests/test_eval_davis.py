@@ -276,6 +276,11 @@ def test_folder_scores_equal_the_official_evaluation(tmp_path):
 class OracleTracker:
     """Returns the ground-truth masks (or empty ones): checks the harness wiring, not a tracker."""
 
+    model_name = arch = "oracle"
+    precision = "n/a"
+    device = "cpu"
+    preset = None
+
     def __init__(self, labels, ids, empty=False):
         self.labels, self.ids, self.empty = labels, ids, empty
         self.t = 0

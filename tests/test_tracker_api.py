@@ -200,7 +200,7 @@ def test_track_before_init(model):
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"preset": "fastest"}, "unknown preset 'fastest'; known: davis, vot, vot18, pysot"),
+    ({"preset": "fastest"}, "unknown preset 'fastest'; known: davis, vot, vot18, pysot, lite-untuned"),
     ({"precision": "fp8"}, "unknown precision 'fp8'"),
     ({"precision": "fp16"}, "fp16 is for CUDA"),
 ])

@@ -16,14 +16,16 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from siamtrack.choices import DEVICES, PRECISIONS, PRESET_VALUES
 from siamtrack.errors import SiamtrackError
 
-PRESET_NAMES = ("davis", "vot", "vot18", "pysot", "lite")  # siamtrack.tracker.PRESETS (checked by a test)
-PRECISIONS = ("auto", "fp32", "fp32-reference", "bf16", "fp16")
+if TYPE_CHECKING:
+    from siamtrack.tracker import ObjectTracker
+
 Box = tuple[float, float, float, float]
 
 
@@ -55,9 +57,9 @@ def model_options(func: Callable) -> Callable:
                      help="Registry model (see `siamtrack weights list`); default: the registry's default."),
         click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
                      help="A checkpoint file to use instead of a registry model."),
-        click.option("--preset", type=click.Choice(PRESET_NAMES), default=None,
+        click.option("--preset", type=click.Choice(list(PRESET_VALUES)), default=None,
                      help="Tracking hyper-parameters (default: the model's own)."),
-        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+        click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True),
         click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
                      help="Network precision (see the README)."),
     ]
@@ -66,7 +68,8 @@ def model_options(func: Callable) -> Callable:
     return func
 
 
-def make_tracker(model: str | None, checkpoint: str | None, preset: str | None, device: str, precision: str) -> Any:
+def make_tracker(model: str | None, checkpoint: str | None, preset: str | None, device: str,
+                 precision: str) -> ObjectTracker:
     """The tracker the options ask for (torch is imported here, not at CLI start-up)."""
     if model and checkpoint:
         raise click.UsageError("give --model or --checkpoint, not both")
@@ -174,7 +177,7 @@ class OutDir:
                 continue  # taken between the look and the mkdir by another run
 
 
-def init_tracker(tracker: Any, frame: Any, boxes: Sequence[Box]) -> list[int]:
+def init_tracker(tracker: ObjectTracker, frame: Any, boxes: Sequence[Box]) -> list[int]:
     """``tracker.init`` with its warnings (a box clipped to the frame) printed as one line each."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
 
+from siamtrack.choices import DEVICES, PRECISIONS, PRESET_VALUES
 from siamtrack.commands._common import bbox_option, user_errors
 
-PRECISIONS = ("auto", "fp32", "fp32-reference", "bf16", "fp16")
 ARCHS = ("siammask_sharp", "siammask_lite")
 
 
@@ -81,7 +82,7 @@ def _network(model: str | None, checkpoint: str | None, arch: str | None, preset
     model is not downloaded: the cost of a forward pass does not depend on the values.
     """
     from siamtrack import weights
-    from siamtrack.tracker import DEFAULT_PRESET
+    from siamtrack.tracker import DEFAULT_PRESET, checkpoint_preset
     from siamtrack.weights.loading import load_checkpoint
 
     given = sum(x is not None for x in (model, checkpoint, arch))
@@ -89,12 +90,13 @@ def _network(model: str | None, checkpoint: str | None, arch: str | None, preset
         raise click.UsageError("give one of --model, --checkpoint and --arch")
     if checkpoint:
         loaded = load_checkpoint(checkpoint)
-        chosen = preset or loaded.preset or DEFAULT_PRESET.get(loaded.arch, "davis")
+        chosen = preset or checkpoint_preset(loaded, Path(checkpoint).stem) or DEFAULT_PRESET.get(loaded.arch, "davis")
         return loaded.model, checkpoint, chosen, f"checkpoint {checkpoint}"
     if model or (arch is None and weights.is_present(weights.default_name())):
         entry, path = weights.resolve(model)
         loaded = load_checkpoint(path)
-        return loaded.model, entry.name, preset or loaded.preset or entry.preset, f"registry model {entry.name}"
+        chosen = preset or checkpoint_preset(loaded, entry.name) or entry.preset
+        return loaded.model, entry.name, chosen, f"registry model {entry.name}"
     import torch
 
     from siamtrack.models import build_model
@@ -158,11 +160,11 @@ def _print(report: dict[str, Any]) -> None:
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), default=None, help="A checkpoint file.")
 @click.option("--arch", type=click.Choice(ARCHS), default=None,
               help="Time this architecture with random weights (cost does not depend on values).")
-@click.option("--preset", type=click.Choice(["davis", "vot", "vot18", "pysot"]), default=None,
+@click.option("--preset", type=click.Choice(list(PRESET_VALUES)), default=None,
               help="Tracking hyper-parameters (default: the model's own).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--precision", "precisions", default="auto", show_default=True,
-              help="One or several (comma-separated) of auto, fp32, fp32-reference, bf16, fp16; timed interleaved.")
+              help=f"One or several (comma-separated) of {', '.join(PRECISIONS)}; timed interleaved.")
 @click.option("--threads", default=None, help="torch threads, one or several comma-separated counts (e.g. 1,2).")
 @click.option("--objects", type=click.IntRange(min=1), default=None,
               help="Objects tracked at once (default: the number of --bbox, else 1).")

@@ -17,7 +17,7 @@ import numpy as np
 
 from siamtrack.errors import SiamtrackError
 from siamtrack.geometry import RotatedBox, box_corners, box_mask
-from siamtrack.tracker import TrackResult
+from siamtrack.tracker import Preset, TrackResult
 
 FACTORIES: dict[str, str] = {
     "opencv-mil": "TrackerMIL_create",
@@ -46,11 +46,11 @@ def _as_boxes(boxes) -> list[tuple[float, float, float, float]]:
 
 
 class OpenCVTracker:
-    """One OpenCV tracker per object; results are box-only ``TrackResult`` s."""
+    """One OpenCV tracker per object; results are box-only ``TrackResult`` s (an ``ObjectTracker``)."""
 
-    arch = "opencv"
-    precision = "n/a"
-    preset = None
+    arch: str = "opencv"
+    precision: str = "n/a"
+    preset: Preset | None = None  # OpenCV trackers have no SiamMask hyper-parameters
 
     def __init__(self, name: str) -> None:
         if name not in FACTORIES:
@@ -59,12 +59,13 @@ class OpenCVTracker:
         if self.factory is None:
             raise SiamtrackError(f"{name} is not in this OpenCV build ({cv2.__version__}); it needs "
                                  f"opencv-contrib-python, available here: {', '.join(available()) or 'none'}")
-        self.model_name = name
-        self.device = "cpu"
+        self.model_name: str = name
+        self.device: str = "cpu"
         self._trackers: list = []
         self._boxes: list[tuple[float, float, float, float]] = []
 
-    def init(self, frame: np.ndarray, boxes, *, color: str = "bgr") -> list[int]:
+    def init(self, frame: np.ndarray, boxes: Sequence[float] | Sequence[Sequence[float]], *,
+             color: str = "bgr") -> list[int]:
         """Start one tracker per box (x, y, w, h); OpenCV wants whole pixels."""
         frame = _bgr(frame, color)
         self._trackers, self._boxes = [], []

@@ -1,6 +1,6 @@
 """Runs a tracker (or reads existing masks) over a dataset and writes results.json / results.md / success.png.
 
-Any object with siamtrack's tracker API works: ``init(frame, boxes)`` and ``track(frame)``
+Any ``siamtrack.tracker.ObjectTracker`` works: ``init(frame, boxes)`` and ``track(frame)``
 returning ``TrackResult`` s in id order (the SiamMask ``Tracker``, the OpenCV baselines,
 a test's fake). Scores go through the pure functions of ``davis`` and ``boxes``.
 """
@@ -11,7 +11,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from siamtrack.eval import davis as dv
 from siamtrack.io.annotations import groundtruth_file, list_images, mask_box, parse_polygons, read_label_mask
 from siamtrack.io.sinks import write_label_png
 from siamtrack.io.sources import read_image
+
+if TYPE_CHECKING:
+    from siamtrack.tracker import ObjectTracker, TrackResult
 
 DAVIS_COLUMNS = ("J_mean", "J_recall", "J_decay", "F_mean", "F_recall", "F_decay", "JF_mean")
 OPE_COLUMNS = ("success_auc", "precision_20")
@@ -35,7 +38,7 @@ class _Clock:
         self.seconds = 0.0
         self.frames = 0
 
-    def track(self, tracker, frame: np.ndarray):
+    def track(self, tracker: ObjectTracker, frame: np.ndarray) -> list[TrackResult]:
         t0 = time.perf_counter()
         out = tracker.track(frame)
         self.seconds += time.perf_counter() - t0
@@ -120,7 +123,7 @@ def pred_objects(label: np.ndarray, n_objects: int, path: Path) -> dict[int, np.
     return {i: label == i for i in range(1, n_objects + 1)}
 
 
-def evaluate_davis(root: str | Path, tracker: Any = None, *, pred_dir: str | Path | None = None,
+def evaluate_davis(root: str | Path, tracker: ObjectTracker | None = None, *, pred_dir: str | Path | None = None,
                    sequences: list[str] | None = None, max_frames: int | None = None,
                    save_masks: str | Path | None = None, resolution: str = "480p",
                    on_sequence: Callable[[str, int], None] | None = None) -> dict[str, Any]:
@@ -172,8 +175,8 @@ def _davis_means(objects: list[dict[str, Any]]) -> dict[str, float]:
     return {k: out[k] for k in DAVIS_COLUMNS}
 
 
-def _davis_sequence(name: str, frames: list[Path], anns: list[Path], tracker: Any, pred_dir: str | Path | None,
-                    save_masks: str | Path | None, clock: _Clock) -> dict[str, Any]:
+def _davis_sequence(name: str, frames: list[Path], anns: list[Path], tracker: ObjectTracker | None,
+                    pred_dir: str | Path | None, save_masks: str | Path | None, clock: _Clock) -> dict[str, Any]:
     first = read_label_mask(anns[0])
     binary = dv.is_binary_label(first)
     ids = dv.label_object_ids(first)
@@ -253,8 +256,9 @@ def box_sequences(root: Path) -> list[tuple[str, list[Path], np.ndarray, bool]]:
     return out
 
 
-def evaluate_boxes(root: str | Path, tracker: Any, *, restart: bool = False, sequences: list[str] | None = None,
-                   max_frames: int | None = None, eao_interval: tuple[int, int] = bx.EAO_INTERVAL,
+def evaluate_boxes(root: str | Path, tracker: ObjectTracker, *, restart: bool = False,
+                   sequences: list[str] | None = None, max_frames: int | None = None,
+                   eao_interval: tuple[int, int] = bx.EAO_INTERVAL,
                    on_sequence: Callable[[str, int], None] | None = None) -> dict[str, Any]:
     """One-pass evaluation (success AUC, precision at 20 px), or the VOT restart protocol with EAO
     averaged over the sequence lengths ``eao_interval``."""
@@ -315,14 +319,12 @@ def evaluate_boxes(root: str | Path, tracker: Any, *, restart: bool = False, seq
 # Output ---------------------------------------------------------------------------------------
 
 
-def tracker_meta(tracker: Any) -> dict[str, Any]:
-    """What identifies a run: tracker kind, model, architecture, preset, device, precision."""
-    preset = getattr(tracker, "preset", None)
-    kind = "siammask" if getattr(tracker, "arch", "") != "opencv" else getattr(tracker, "model_name", "opencv")
-    return {"tracker": kind, "model": getattr(tracker, "model_name", None), "arch": getattr(tracker, "arch", None),
-            "preset": preset.to_dict() if hasattr(preset, "to_dict") else preset,
-            "device": str(getattr(tracker, "device", "cpu")), "precision": getattr(tracker, "precision", None),
-            "siamtrack": __version__}
+def tracker_meta(tracker: ObjectTracker) -> dict[str, Any]:
+    """What identifies a run: tracker kind, model, architecture, preset (name and values), device, precision."""
+    kind = "siammask" if tracker.arch != "opencv" else tracker.model_name
+    return {"tracker": kind, "model": tracker.model_name, "arch": tracker.arch,
+            "preset": None if tracker.preset is None else tracker.preset.to_dict(),
+            "device": str(tracker.device), "precision": tracker.precision, "siamtrack": __version__}
 
 
 def columns(results: dict[str, Any]) -> tuple[str, ...]:

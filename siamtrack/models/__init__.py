@@ -1,17 +1,70 @@
-"""Pure networks. ``build_model`` dispatches on the architecture name stored in a checkpoint."""
+"""Pure networks. ``build_model`` dispatches on the architecture name stored in a checkpoint;
+``SiamNetwork`` is the interface every architecture implements and the tracker relies on."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
-from torch import nn
+from torch import Tensor, nn
 
 from siamtrack.models import lite, siammask
+from siamtrack.models.siammask import SearchFeatures, TemplateKernels
 
 ARCHS: dict[str, Callable[..., nn.Module]] = {
     siammask.ARCH_NAME: siammask.build,
     lite.ARCH_NAME: lite.build,
 }
+
+
+@runtime_checkable
+class SiamNetwork(Protocol):
+    """What the tracker, the inference engine and training call on a network (docs/architecture.md).
+
+    Inputs are raw 0..255 BGR float crops (template 127x127, search 255x255); any normalisation
+    lives inside the network. The template side is split in two so that the fp32-reference path
+    can recompute the kernels every frame, as the official tracker does; ``template`` and ``track``
+    are the compositions the fast path and training use.
+    """
+
+    def template_features(self, z: Tensor) -> Tensor:
+        """Template feature map (B,C,7,7) of crops (B,3,127,127)."""
+        ...
+
+    def kernels(self, zf: Tensor) -> TemplateKernels:
+        """The three correlation kernels of a template feature map."""
+        ...
+
+    def template(self, z: Tensor) -> TemplateKernels:
+        """``kernels(template_features(z))``: everything that depends only on the template."""
+        ...
+
+    def backbone(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Search crops (B,3,255,255) -> stride-2/4/8 skip maps and the adjusted stride-8 feature."""
+        ...
+
+    def heads(self, feats: tuple[Tensor, Tensor, Tensor, Tensor],
+              kernels: TemplateKernels) -> tuple[Tensor, Tensor, SearchFeatures]:
+        """Score (B,10,25,25) and box (B,20,25,25) maps, and what ``refine`` needs."""
+        ...
+
+    def track(self, x: Tensor, kernels: TemplateKernels) -> tuple[Tensor, Tensor, SearchFeatures]:
+        """``heads(backbone(x), kernels)``."""
+        ...
+
+    def refine(self, feats: SearchFeatures, rows: Tensor, cols: Tensor,
+               batch_idx: Tensor | None = None) -> Tensor:
+        """Mask logits (N,127,127) at response cells (batch_idx, row, col); None: one cell per sample."""
+        ...
+
+
+NETWORK_METHODS = tuple(name for name, member in vars(SiamNetwork).items()
+                        if callable(member) and not name.startswith("_"))
+
+
+def missing_methods(model: object) -> list[str]:
+    """The ``SiamNetwork`` methods ``model`` lacks (empty when it implements the interface)."""
+    return [name for name in NETWORK_METHODS if not callable(getattr(model, name, None))]
 
 
 def build_model(arch: str, **cfg) -> nn.Module:

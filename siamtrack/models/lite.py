@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from siamtrack.errors import SiamtrackError
-from siamtrack.models.siammask import SearchFeatures, TemplateKernels, depthwise_xcorr, refine_inputs
+from siamtrack.models.siammask import DepthCorr, Refine, SearchFeatures, TemplateKernels, refine_inputs
 
 ARCH_NAME = "siammask_lite"
 IMAGENET_FILE = "efficientnet-lite0-57934424.pth"
@@ -43,6 +43,7 @@ BLOCKS = [
     (5, 1, 6, 80, 112), (5, 1, 6, 112, 112), (5, 1, 6, 112, 112),
 ]
 TAPS = (0, 2, 4, 10)  # block outputs used: stride 2 (16 ch), 4 (24), 8 (40), 8 dilated (112)
+SKIP_CHANNELS = (16, 24, 40)  # the stride-2/4/8 taps, refine's skip features
 FIRST_DILATED = 5  # its stride 2 becomes 1; the blocks after it use dilation 2
 
 
@@ -103,55 +104,6 @@ class Lite0Trunk(nn.Module):
         return tuple(taps)
 
 
-def _conv_bn_relu(cin: int, cout: int, k: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, k, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
-
-
-class LiteCorr(nn.Module):
-    """Depth-wise correlation head (template/search adapters, correlation, 1x1 head)."""
-
-    def __init__(self, channels: int, out_channels: int | None) -> None:
-        super().__init__()
-        self.conv_kernel = _conv_bn_relu(channels, channels, 3)
-        self.conv_search = _conv_bn_relu(channels, channels, 3)
-        self.head = None
-        if out_channels is not None:
-            self.head = nn.Sequential(nn.Conv2d(channels, channels, 1, bias=False), nn.BatchNorm2d(channels),
-                                      nn.ReLU(inplace=True), nn.Conv2d(channels, out_channels, 1))
-
-    def forward(self, kernel: Tensor, search: Tensor) -> Tensor:
-        out = depthwise_xcorr(self.conv_search(search), kernel)
-        return out if self.head is None else self.head(out)
-
-
-def _pair(cin: int, mid: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, mid, 3, padding=1), nn.ReLU(), nn.Conv2d(mid, cout, 3, padding=1), nn.ReLU())
-
-
-class LiteRefine(nn.Module):
-    """The official refine structure with Lite0's narrower skip features."""
-
-    def __init__(self, corr_channels: int) -> None:
-        super().__init__()
-        self.v0 = _pair(16, 16, 4)
-        self.v1 = _pair(24, 32, 16)
-        self.v2 = _pair(40, 64, 32)
-        self.h2 = _pair(32, 32, 32)
-        self.h1 = _pair(16, 16, 16)
-        self.h0 = _pair(4, 4, 4)
-        self.deconv = nn.ConvTranspose2d(corr_channels, 32, 15, 15)
-        self.post0 = nn.Conv2d(32, 16, 3, padding=1)
-        self.post1 = nn.Conv2d(16, 4, 3, padding=1)
-        self.post2 = nn.Conv2d(4, 1, 3, padding=1)
-
-    def forward(self, p0: Tensor, p1: Tensor, p2: Tensor, corr: Tensor) -> Tensor:
-        out = self.deconv(corr)
-        out = self.post0(F.interpolate(self.h2(out) + self.v2(p2), size=(31, 31), mode="nearest"))
-        out = self.post1(F.interpolate(self.h1(out) + self.v1(p1), size=(61, 61), mode="nearest"))
-        out = self.post2(F.interpolate(self.h0(out) + self.v0(p0), size=(127, 127), mode="nearest"))
-        return out.reshape(-1, 127, 127)
-
-
 class SiamMaskLite(nn.Module):
     """Compact SiamMask: Lite0 trunk, 1x1 adjust to ``channels``, depth-wise heads, slim refine."""
 
@@ -161,10 +113,10 @@ class SiamMaskLite(nn.Module):
         super().__init__()
         self.trunk = Lite0Trunk()
         self.adjust = nn.Sequential(nn.Conv2d(112, channels, 1, bias=False), nn.BatchNorm2d(channels))
-        self.cls = LiteCorr(channels, 2 * anchor_num)
-        self.loc = LiteCorr(channels, 4 * anchor_num)
-        self.mask = LiteCorr(channels, None)
-        self.refine_head = LiteRefine(channels)
+        self.cls = DepthCorr(channels, out_channels=2 * anchor_num)
+        self.loc = DepthCorr(channels, out_channels=4 * anchor_num)
+        self.mask = DepthCorr(channels, out_channels=None)
+        self.refine_head = Refine(skip=SKIP_CHANNELS, hidden=(16, 32, 64), corr_channels=channels)
         self.register_buffer("rgb_scale", torch.full((1, 3, 1, 1), 1 / 127.5), persistent=False)
 
     def _trunk(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:

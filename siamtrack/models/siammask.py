@@ -101,6 +101,10 @@ class _Features(nn.Module):
         self.downsample = _Adjust(1024, 256)
 
 
+def _conv_bn_relu(cin: int, cout: int, k: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, k, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
 def depthwise_xcorr(search: Tensor, kernel: Tensor) -> Tensor:
     """Per-channel cross-correlation of each sample's search map with its own kernel."""
     b, c = kernel.shape[:2]
@@ -110,19 +114,27 @@ def depthwise_xcorr(search: Tensor, kernel: Tensor) -> Tensor:
 
 
 class DepthCorr(nn.Module):
-    """Depth-wise correlation head: separate 3x3 adapters for template and search, then a 1x1 head."""
+    """Depth-wise correlation head: separate 3x3 adapters for template and search, then a 1x1 head.
 
-    def __init__(self, channels: int = 256, hidden: int = 256, out_channels: int = 10) -> None:
+    ``out_channels=None`` leaves out the head: the correlation feature itself is the output
+    (siammask-lite's mask branch, which feeds only refine).
+    """
+
+    def __init__(self, channels: int = 256, hidden: int | None = None, out_channels: int | None = 10) -> None:
         super().__init__()
-        self.conv_kernel = nn.Sequential(nn.Conv2d(channels, hidden, 3, bias=False), nn.BatchNorm2d(hidden),
-                                         nn.ReLU(inplace=True))
-        self.conv_search = nn.Sequential(nn.Conv2d(channels, hidden, 3, bias=False), nn.BatchNorm2d(hidden),
-                                         nn.ReLU(inplace=True))
-        self.head = nn.Sequential(nn.Conv2d(hidden, hidden, 1, bias=False), nn.BatchNorm2d(hidden),
-                                  nn.ReLU(inplace=True), nn.Conv2d(hidden, out_channels, 1))
+        hidden = hidden or channels
+        self.conv_kernel = _conv_bn_relu(channels, hidden, 3)
+        self.conv_search = _conv_bn_relu(channels, hidden, 3)
+        self.head = None
+        if out_channels is not None:
+            self.head = nn.Sequential(*_conv_bn_relu(hidden, hidden, 1), nn.Conv2d(hidden, out_channels, 1))
 
     def correlate(self, kernel: Tensor, search_feature: Tensor) -> Tensor:
         return depthwise_xcorr(self.conv_search(search_feature), kernel)
+
+    def forward(self, kernel: Tensor, search_feature: Tensor) -> Tensor:
+        out = self.correlate(kernel, search_feature)
+        return out if self.head is None else self.head(out)
 
 
 class _RPN(nn.Module):
@@ -143,23 +155,29 @@ def _conv_relu_pair(cin: int, mid: int, cout: int) -> nn.Sequential:
 
 
 class Refine(nn.Module):
-    """Top-down refinement from the correlation feature of one cell to a 127x127 mask."""
+    """Top-down refinement from the correlation feature of one cell to a 127x127 mask.
 
-    def __init__(self) -> None:
+    The defaults are the official widths; siammask-lite passes its narrower skip features
+    (stride 2/4/8 channels ``skip``, their adapters' hidden widths ``hidden``) and correlation width.
+    """
+
+    def __init__(self, skip: tuple[int, int, int] = (64, 256, 512), hidden: tuple[int, int, int] = (16, 64, 128),
+                 corr_channels: int = 256) -> None:
         super().__init__()
-        self.v0 = _conv_relu_pair(64, 16, 4)
-        self.v1 = _conv_relu_pair(256, 64, 16)
-        self.v2 = _conv_relu_pair(512, 128, 32)
+        self.v0 = _conv_relu_pair(skip[0], hidden[0], 4)
+        self.v1 = _conv_relu_pair(skip[1], hidden[1], 16)
+        self.v2 = _conv_relu_pair(skip[2], hidden[2], 32)
         self.h2 = _conv_relu_pair(32, 32, 32)
         self.h1 = _conv_relu_pair(16, 16, 16)
         self.h0 = _conv_relu_pair(4, 4, 4)
-        self.deconv = nn.ConvTranspose2d(256, 32, 15, 15)
+        self.deconv = nn.ConvTranspose2d(corr_channels, 32, 15, 15)
         self.post0 = nn.Conv2d(32, 16, 3, padding=1)
         self.post1 = nn.Conv2d(16, 4, 3, padding=1)
         self.post2 = nn.Conv2d(4, 1, 3, padding=1)
 
     def forward(self, p0: Tensor, p1: Tensor, p2: Tensor, corr: Tensor) -> Tensor:
-        """Crops p0 (64x61x61), p1 (256x31x31), p2 (512x15x15) and corr (N,256,1,1) -> logits (N,127,127)."""
+        """Crops p0 (stride 2, 61x61), p1 (stride 4, 31x31), p2 (stride 8, 15x15) and corr (N,C,1,1)
+        -> logits (N,127,127)."""
         out = self.deconv(corr)
         out = self.post0(F.interpolate(self.h2(out) + self.v2(p2), size=(31, 31), mode="nearest"))
         out = self.post1(F.interpolate(self.h1(out) + self.v1(p1), size=(61, 61), mode="nearest"))
@@ -244,8 +262,8 @@ class SiamMaskSharp(nn.Module):
               kernels: TemplateKernels) -> tuple[Tensor, Tensor, SearchFeatures]:
         """Score and box maps plus what refine needs; the 63x63 mask head is not evaluated."""
         p0, p1, p2, xf = feats
-        cls = self.rpn_model.cls.head(self.rpn_model.cls.correlate(kernels.cls, xf))
-        loc = self.rpn_model.loc.head(self.rpn_model.loc.correlate(kernels.loc, xf))
+        cls = self.rpn_model.cls(kernels.cls, xf)
+        loc = self.rpn_model.loc(kernels.loc, xf)
         corr = self.mask_model.mask.correlate(kernels.mask, xf)
         return cls, loc, SearchFeatures(p0, p1, p2, corr)
 

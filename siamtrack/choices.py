@@ -1,0 +1,27 @@
+"""What a user chooses among, as plain data without torch: the CLI lists these choices at start-up.
+
+One source for each list: ``siamtrack.tracker`` builds its presets from ``PRESET_VALUES``,
+``siamtrack.engine`` checks ``PRECISIONS`` and the commands offer the same names.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# experiments/siammask_sharp/config_davis.json, the default of the official architecture
+_DAVIS = {"penalty_k": 0.04, "window_influence": 0.4, "lr": 1.0, "seg_thr": 0.35}
+
+# Tracking hyper-parameters by preset name (the fields of ``siamtrack.tracker.Preset`` but the name).
+PRESET_VALUES: dict[str, dict[str, Any]] = {
+    "davis": _DAVIS,
+    # experiments/siammask_sharp/config_vot.json, config_vot18.json
+    "vot": {"penalty_k": 0.04, "window_influence": 0.42, "lr": 0.25, "seg_thr": 0.30},
+    "vot18": {"penalty_k": 0.10, "window_influence": 0.41, "lr": 0.32, "seg_thr": 0.15},
+    # PySOT experiments/siammask_r50_l3/config.yaml hyper-parameters (official post-processing)
+    "pysot": {"penalty_k": 0.10, "window_influence": 0.41, "lr": 0.32, "seg_thr": 0.15, "style": "pysot"},
+    # siammask-lite's fallback for a checkpoint that carries no preset of its own (the shipped one
+    # carries its tuned preset): the DAVIS values, named apart so that a run says which it used.
+    "lite-untuned": _DAVIS,
+}
+PRECISIONS = ("auto", "fp32", "fp32-reference", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda")

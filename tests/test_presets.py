@@ -1,0 +1,60 @@
+"""Preset names are distinct, and a run records the name and the values it tracked with."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from siamtrack import weights
+from siamtrack.cli import main
+from siamtrack.io import synthetic
+from siamtrack.models import build_model
+from siamtrack.tracker import DEFAULT_PRESET, PRESETS, Preset, Tracker
+
+TUNED = {"penalty_k": 0.1, "window_influence": 0.3, "lr": 0.6, "seg_thr": 0.45}
+
+
+def _lite_checkpoint(path, **meta) -> str:
+    torch.manual_seed(0)
+    torch.save({"arch": "siammask_lite", "config": {"channels": 16},
+                "state_dict": build_model("siammask_lite", channels=16).state_dict(), **meta}, path)
+    return str(path)
+
+
+def test_every_builtin_preset_has_its_own_name():
+    assert list(PRESETS) == ["davis", "vot", "vot18", "pysot", "lite-untuned"]
+    assert all(p.name == name for name, p in PRESETS.items())
+    assert DEFAULT_PRESET == {"siammask_sharp": "davis", "siammask_lite": "lite-untuned"}
+    assert PRESETS["lite-untuned"].to_dict() == {**PRESETS["davis"].to_dict(), "name": "lite-untuned"}
+    assert weights.get_entry("siammask-lite").preset == "lite-untuned"
+
+
+def test_a_checkpoint_preset_is_named_after_its_model(tmp_path):
+    stored = {"name": "lite", **TUNED}
+    tuned = _lite_checkpoint(tmp_path / "mine.pt", preset=stored, preset_tuning={"score": 0.5})
+    assert Tracker.from_checkpoint(tuned, device="cpu").preset == Preset("mine-tuned", **TUNED)
+    assert Tracker.from_checkpoint(tuned, device="cpu", model_name="v2").preset.name == "v2-tuned"
+    untuned = _lite_checkpoint(tmp_path / "plain.pt", preset=stored)
+    assert Tracker.from_checkpoint(untuned, device="cpu").preset == Preset("plain-checkpoint", **TUNED)
+    bare = _lite_checkpoint(tmp_path / "bare.pt")
+    assert Tracker.from_checkpoint(bare, device="cpu").preset == PRESETS["lite-untuned"]
+    assert Tracker.from_checkpoint(tuned, preset="vot", device="cpu").preset == PRESETS["vot"]
+
+
+def test_the_shipped_model_tracks_with_its_tuned_preset():
+    if not weights.is_present("siammask-lite"):
+        pytest.skip("shipped weights not present")
+    tracker = Tracker.from_pretrained("siammask-lite", device="cpu", precision="fp32")
+    assert tracker.preset == Preset("siammask-lite-tuned", penalty_k=0.04, window_influence=0.4, lr=0.3, seg_thr=0.55)
+
+
+def test_tracks_json_records_the_preset_name_and_values(tmp_path):
+    synthetic.make_clip(tmp_path / "clip", n_frames=4, size=(160, 120))
+    ckpt = _lite_checkpoint(tmp_path / "mine.pt", preset={"name": "lite", **TUNED}, preset_tuning={})
+    out = tmp_path / "run"
+    main(["run", str(tmp_path / "clip" / "clip.mp4"), "--bbox", "40,30,50,40", "--checkpoint", ckpt,
+          "--device", "cpu", "--precision", "fp32", "--out", str(out), "--quiet", "--no-video"])
+    preset = json.loads((out / "tracks.json").read_text())["meta"]["preset"]
+    assert preset == {"name": "mine-tuned", **TUNED, "context_amount": 0.5, "style": "official"}
