@@ -94,7 +94,7 @@ def vot(model: str | None, checkpoint: str | None, preset: str | None, device: s
     """Track for the VOT toolkit over the TraX protocol (started by `vot evaluate`, not by hand).
 
     \b
-    trackers.ini in the toolkit's workspace:
+    Example trackers.ini in the toolkit's workspace:
       [siamtrack]
       label = siamtrack
       protocol = trax
