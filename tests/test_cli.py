@@ -218,6 +218,9 @@ class ScriptedTracker:
     is read from its grey level (``STEP`` per frame), so re-initialisations do not shift the script."""
 
     model_name = arch = "scripted"
+    precision = "n/a"
+    device = "cpu"
+    preset = None
 
     def __init__(self, boxes: dict[int, tuple[int, int, int, int]]) -> None:
         self.boxes = boxes

@@ -84,6 +84,9 @@ class StillTracker:
 
     arch = "opencv"
     model_name = "still"
+    precision = "n/a"
+    device = "cpu"
+    preset = None
 
     def __init__(self, box):
         self.box = box
