@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from siamtrack.commands._common import bbox_option, model_options, user_errors
+from siamtrack.commands._common import bbox_option, lost_options, model_options, user_errors
 
 WINDOW = "siamtrack webcam (r: reselect, q/Esc: quit)"
 
@@ -13,10 +13,11 @@ WINDOW = "siamtrack webcam (r: reselect, q/Esc: quit)"
 @click.option("--camera", type=click.IntRange(min=0), default=0, show_default=True, help="Camera index.")
 @bbox_option()
 @model_options
+@lost_options
 @click.option("--record", type=click.Path(dir_okay=False), default=None, help="Also write the overlay to this MP4.")
 @user_errors
 def webcam(camera: int, bboxes: tuple[str, ...], model: str | None, checkpoint: str | None, preset: str | None,
-           device: str, precision: str, record: str | None) -> None:
+           device: str, precision: str, record: str | None, lost: dict) -> None:
     """Track objects live: select them with the mouse (or --bbox); r reselects, q or Esc quits.
 
     \b
@@ -40,7 +41,7 @@ def webcam(camera: int, bboxes: tuple[str, ...], model: str | None, checkpoint: 
     if record is not None and not Path(record).resolve().parent.is_dir():
         raise SiamtrackError(f"cannot record to {record}: its folder does not exist")
     with Camera(camera) as cam:
-        tracker = make_tracker(model, checkpoint, preset, device, precision)
+        tracker = make_tracker(model, checkpoint, preset, device, precision, lost)
         frames = cam.frames()
         first = next(frames)
         init_tracker(tracker, first.image, boxes or select_boxes(first.image))
