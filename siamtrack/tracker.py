@@ -26,7 +26,7 @@ import torch
 from siamtrack import geometry as geo
 from siamtrack.errors import SiamtrackError
 from siamtrack.geometry import RotatedBox
-from siamtrack.lost import LOST, TRACKED, Evidence, StateMachine, finite
+from siamtrack.lost import LOST, TRACKED, Evidence, StateMachine, finite, similarity, updated_reference
 
 __all__ = ["PRESETS", "Preset", "RotatedBox", "TrackResult", "Tracker"]
 
@@ -50,7 +50,8 @@ class Preset:
     # directly, clips the state before the mask step and pads the warped mask with 0.
     style: str = "official"
     # Lost-target handling (siamtrack's, not the official code's; see siamtrack.lost): a score
-    # below lost_score on lost_after frames in a row makes an object lost (no mask, no box), one
+    # below lost_score (or an appearance below lost_look) on lost_after frames in a row makes an
+    # object lost (no mask, no box), one
     # below uncertain_score flags it; while lost, up to redetect_crops search crops a frame at the
     # target's scale scan the frame, and found_after candidates in a row at >= found_score, each
     # within a target size of the last, bring it back. lost_state=False: always "tracked" and
@@ -61,6 +62,8 @@ class Preset:
     lost_after: int = 2
     found_score: float = 0.9
     found_after: int = 2
+    lost_look: float = 0.75
+    found_look: float = 0.85
     redetect: bool = True
     redetect_crops: int = 4
 
@@ -134,6 +137,7 @@ class ObjectState:
     good_size: np.ndarray | None = None
     scans: int = 0  # lost frames so far (which grid cells the re-detection crops cover next)
     lead: np.ndarray | None = None  # a promising re-detection candidate, searched again next frame
+    look: np.ndarray | None = None  # running appearance (unit correlation vector) over tracked frames
 
 
 @dataclass
@@ -361,7 +365,8 @@ class Tracker:
         p = self.preset
         if not p.lost_state:
             return None
-        return StateMachine(p.lost_score, p.uncertain_score, p.lost_after, p.found_score, p.found_after)
+        return StateMachine(p.lost_score, p.uncertain_score, p.lost_after, p.found_score, p.found_after,
+                            p.lost_look, p.found_look)
 
     def _side(self, size: np.ndarray) -> float:
         """The search crop's side in frame pixels for a target of ``size``."""
@@ -421,13 +426,19 @@ class Tracker:
             rows = torch.tensor([pk[1] for pk in picks], device=self.device)
             cols = torch.tensor([pk[2] for pk in picks], device=self.device)
             masks = torch.sigmoid(self.net.refine(search, rows, cols).detach().float()).cpu().numpy()
+            looks = self._looks(search, torch.arange(k, device=self.device), rows, cols)
         timer.mark("refine")
         out = {}
         for j, i in enumerate(idx):
-            ok = finite(score[j], delta[j], masks[j])
-            out[i] = self._finish(i, states[j], picks[j], masks[j], sides[j], (w, h), ok)
+            ok = finite(score[j], delta[j], masks[j], looks[j])
+            out[i] = self._finish(i, states[j], picks[j], masks[j], sides[j], (w, h), ok, looks[j])
         timer.mark("post")
         return out
+
+    @staticmethod
+    def _looks(search, batch: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> np.ndarray:
+        """The correlation vectors at the chosen cells (K, C): the appearance evidence, already computed."""
+        return search.corr[batch, :, rows, cols].detach().float().cpu().numpy()
 
     def _scan_centers(self, st: ObjectState, side: float, frame_wh: tuple[int, int], n: int) -> list[np.ndarray]:
         """Up to ``n`` crop centres for a lost object's wider search, next ones in turn each frame.
@@ -474,19 +485,21 @@ class Tracker:
             k = len(owners)
             score = torch.softmax(cls.detach().float().reshape(k, 2, -1), dim=1)[:, 1].cpu().numpy()
             delta = loc.detach().float().reshape(k, 4, -1).cpu().numpy()
+            picks = [self._select(ObjectState(centers[c], self.states[i].good_size), score[c], delta[c], sides[c])
+                     for c, i in enumerate(owners)]
+            looks = self._looks(search, torch.arange(k, device=self.device),
+                                torch.tensor([pk[1] for pk in picks], device=self.device),
+                                torch.tensor([pk[2] for pk in picks], device=self.device))
             best: dict[int, tuple] = {}
             for c, i in enumerate(owners):
-                probe = ObjectState(centers[c], self.states[i].good_size)
-                pick = self._select(probe, score[c], delta[c], sides[c])
-                ok = finite(score[c], delta[c])
-                if ok and (i not in best or pick[5] > best[i][1][5]):
-                    best[i] = (c, pick)
+                if finite(score[c], delta[c], looks[c]) and (i not in best or picks[c][5] > best[i][1][5]):
+                    best[i] = (c, picks[c])
             out: dict[int, TrackResult] = {}
             for i in idx:
                 st = self.states[i]
                 c, pick = best.get(i, (None, None))
-                ev = (Evidence(pick[5], (float(pick[3][0]), float(pick[3][1]))) if pick is not None
-                      else Evidence(float("nan"), finite=False))
+                ev = (Evidence(pick[5], (float(pick[3][0]), float(pick[3][1])), look=similarity(looks[c], st.look))
+                      if pick is not None else Evidence(float("nan"), finite=False))
                 found = st.machine.search(ev, float(max(st.good_size)))
                 st.lead = np.array(ev.center) if ev.center is not None and ev.score >= p.found_score else None
                 if not found:
@@ -497,7 +510,7 @@ class Tracker:
                 batch = torch.tensor([c], device=self.device)
                 mask = torch.sigmoid(self.net.refine(search, rows, cols, batch).detach().float()).cpu().numpy()[0]
                 st.center, st.size, st.scans, st.lead = centers[c].copy(), st.good_size.copy(), 0, None
-                out[i] = self._finish(i, st, pick, mask, sides[c], (w, h), finite(mask))
+                out[i] = self._finish(i, st, pick, mask, sides[c], (w, h), finite(mask), looks[c])
         return out
 
     def _lost_result(self, i: int, frame_wh: tuple[int, int], score: float) -> TrackResult:
@@ -526,11 +539,13 @@ class Tracker:
         return best, int(row), int(col), center, size, float(score[best]), (pscore, score, penalty)
 
     def _finish(self, i: int, st: ObjectState, pick, mask127: np.ndarray, side: float,
-                frame_wh: tuple[int, int], ok: bool) -> TrackResult:
+                frame_wh: tuple[int, int], ok: bool, look: np.ndarray) -> TrackResult:
         best, row, col, center, size, best_score, debug = pick
         box = geo.crop_box(st.center, side)
         unclipped = (center, size)
-        state = st.machine.observe(Evidence(best_score, finite=ok)) if st.machine is not None else TRACKED
+        state = TRACKED
+        if st.machine is not None:
+            state = st.machine.observe(Evidence(best_score, finite=ok, look=similarity(look, st.look)))
         if state == LOST:  # search from where it was last seen well, at that size
             self.last_steps.append(StepRecord(best, row, col, box, *debug, mask127, *unclipped))
             st.center, st.size, st.score = st.good_center.copy(), st.good_size.copy(), best_score
@@ -546,8 +561,9 @@ class Tracker:
         self.last_steps.append(StepRecord(best, row, col, box, *debug, mask127, *unclipped))
         st.center, st.size = clipped
         st.score = best_score
-        if state == TRACKED:
+        if state == TRACKED and st.machine is not None:
             st.good_center, st.good_size = st.center.copy(), st.size.copy()
+            st.look = updated_reference(st.look, look)
         np.maximum(prob, 0.0, out=prob)
         return TrackResult(
             obj_id=i,
