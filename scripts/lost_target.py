@@ -47,11 +47,11 @@ class Case:
         first, last = int(idx[0]), int(idx[-1])
         judged = [t for t in idx if t >= first + LATENCY]
         flagged = [t for t in judged if self.states[t] == "lost" and self.areas[t] == 0]
-        latency = next((t - first for t in idx if self.states[t] == "lost"), None)
+        latency = next((int(t - first) for t in idx if self.states[t] == "lost"), None)
         back = next((t for t in range(last + 1, len(h)) if self.visible[t] >= 0.5), None)
         delay = None
         if back is not None:
-            delay = next((t - back for t in range(back, len(h)) if self.ious[t] >= 0.5), None)
+            delay = next((int(t - back) for t in range(back, len(h)) if self.ious[t] >= 0.5), None)
         return {"case": self.name, "hidden_frames": len(idx), "flag_rate": len(flagged) / max(len(judged), 1),
                 "latency": latency, "false_mask_px": int(sum(self.areas[t] for t in idx)),
                 "reacquire_delay": delay, "reacquired": delay is not None and delay <= REACQUIRE_WITHIN}

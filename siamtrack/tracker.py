@@ -63,7 +63,7 @@ class Preset:
     found_score: float = 0.9
     found_after: int = 2
     lost_look: float = 0.75
-    found_look: float = 0.85
+    found_look: float = 0.7
     redetect: bool = True
     redetect_crops: int = 4
 
@@ -86,6 +86,8 @@ PRESETS: dict[str, Preset] = {
     # siammask-lite's fallback when its checkpoint carries no tuned preset (the shipped one does)
     "lite": Preset("lite", penalty_k=0.04, window_influence=0.4, lr=1.0, seg_thr=0.35),
 }
+REJECT_WITHIN = 5  # frames: lost again this soon after a re-acquisition marks its place as a distractor
+MAX_REJECTS = 4  # distractor places remembered per object
 DEFAULT_PRESET = {"siammask_sharp": "davis", "siammask_lite": "davis"}
 
 
@@ -138,6 +140,8 @@ class ObjectState:
     scans: int = 0  # lost frames so far (which grid cells the re-detection crops cover next)
     lead: np.ndarray | None = None  # a promising re-detection candidate, searched again next frame
     look: np.ndarray | None = None  # running appearance (unit correlation vector) over tracked frames
+    since_found: int | None = None  # frames since the last re-acquisition
+    rejects: list[np.ndarray] = field(default_factory=list)  # where re-acquisitions proved wrong (distractors)
 
 
 @dataclass
@@ -492,7 +496,10 @@ class Tracker:
                                 torch.tensor([pk[2] for pk in picks], device=self.device))
             best: dict[int, tuple] = {}
             for c, i in enumerate(owners):
-                if finite(score[c], delta[c], looks[c]) and (i not in best or picks[c][5] > best[i][1][5]):
+                st = self.states[i]
+                near_reject = any(np.hypot(*(picks[c][3] - r)) <= max(st.good_size) for r in st.rejects)
+                if (finite(score[c], delta[c], looks[c]) and not near_reject
+                        and (i not in best or picks[c][5] > best[i][1][5])):
                     best[i] = (c, picks[c])
             out: dict[int, TrackResult] = {}
             for i in idx:
@@ -510,6 +517,7 @@ class Tracker:
                 batch = torch.tensor([c], device=self.device)
                 mask = torch.sigmoid(self.net.refine(search, rows, cols, batch).detach().float()).cpu().numpy()[0]
                 st.center, st.size, st.scans, st.lead = centers[c].copy(), st.good_size.copy(), 0, None
+                st.since_found = 0
                 out[i] = self._finish(i, st, pick, mask, sides[c], (w, h), finite(mask), looks[c])
         return out
 
@@ -546,7 +554,12 @@ class Tracker:
         state = TRACKED
         if st.machine is not None:
             state = st.machine.observe(Evidence(best_score, finite=ok, look=similarity(look, st.look)))
+        if st.since_found is not None:
+            st.since_found += 1
         if state == LOST:  # search from where it was last seen well, at that size
+            if st.since_found is not None and st.since_found <= REJECT_WITHIN:  # re-acquired the wrong thing
+                st.rejects = [*st.rejects[-(MAX_REJECTS - 1):], center.copy()]
+            st.since_found = None
             self.last_steps.append(StepRecord(best, row, col, box, *debug, mask127, *unclipped))
             st.center, st.size, st.score = st.good_center.copy(), st.good_size.copy(), best_score
             st.scans, st.lead = 0, None

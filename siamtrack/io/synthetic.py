@@ -132,9 +132,15 @@ def _paste(image: np.ndarray, sprite: np.ndarray, alpha: np.ndarray, center: tup
     return a
 
 
-def _distractor_sprite(sprite: np.ndarray) -> np.ndarray:
-    """A similar-looking but different object: the sprite mirrored, its colours rotated, its tone shifted."""
-    return np.ascontiguousarray(np.clip(sprite[:, ::-1, ::-1].astype(np.int16) + 25, 0, 255).astype(np.uint8))
+def _distractor_sprite(sprite: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A different object of the same size and outline: a colourful procedural texture with the sprite's
+    mean tone (a mirrored copy of the photo is the same object to the network, not a distractor)."""
+    h, w = sprite.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w]
+    tex = np.stack([128 + 90 * np.sin(xx / 7.0 + 1.0), 128 + 90 * np.cos(yy / 5.0),
+                    rng.integers(40, 220, (h, w))], axis=-1).astype(np.float32)
+    tex += sprite.reshape(-1, 3).mean(axis=0) - tex.reshape(-1, 3).mean(axis=0)
+    return np.clip(tex, 0, 255).astype(np.uint8)
 
 
 def scenario(kind: str, n: int = 70, size: tuple[int, int] = (640, 360), seed: int = 0,
@@ -144,7 +150,7 @@ def scenario(kind: str, n: int = 70, size: tuple[int, int] = (640, 360), seed: i
     ``occlusion``: an opaque textured board slides over the object (3 frames partial on
     each side), stays on it while it drifts, and slides away. ``exit``: the object leaves
     the frame to the right and comes back. ``distractor``: as ``occlusion``, and a
-    look-alike object appears near the right edge when the object is hidden and
+    similar object (same size and outline, other texture) appears near the right edge when the object is hidden and
     stays. The mask and box are the visible part of the object; ``visible`` its fraction.
     """
     if kind not in SCENARIOS:
@@ -161,6 +167,7 @@ def scenario(kind: str, n: int = 70, size: tuple[int, int] = (640, 360), seed: i
     start_x = w * (0.25 + 0.1 * rng.random())
     cy0 = h * (0.45 + 0.1 * rng.random())
     ramp = 3
+    look_alike = _distractor_sprite(sprite, rng)
     area = float(np.count_nonzero(alpha > 127)) * scale * scale  # in-view or not
     for t in range(n):
         cy = cy0 + 0.04 * h * math.sin(t / 9.0)
@@ -180,7 +187,7 @@ def scenario(kind: str, n: int = 70, size: tuple[int, int] = (640, 360), seed: i
         image = bg.astype(np.float32)
         full = _paste(image, sprite, alpha, (cx, cy), scale, size) > 0.5
         if kind == "distractor" and t >= h0:
-            _paste(image, _distractor_sprite(sprite), alpha[:, ::-1].copy(), (0.85 * w, cy0), scale, size)
+            _paste(image, look_alike, alpha, (0.85 * w, cy0), scale, size)
         mask = full
         if kind in ("occlusion", "distractor"):
             bx0, by0 = cx - half_w - 12, cy - half_h - 12
