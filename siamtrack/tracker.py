@@ -475,8 +475,9 @@ class Tracker:
         for i in idx:
             st = self.states[i]
             side = self._side(st.good_size)
-            mine = [st.good_center] + ([st.lead] if st.lead is not None else [])
+            mine = [st.good_center]
             if p.redetect:
+                mine += [st.lead] if st.lead is not None else []
                 mine += self._scan_centers(st, side, (w, h), p.redetect_crops - len(mine))
             mine = mine[:max(p.redetect_crops, 1)]
             owners += [i] * len(mine)
