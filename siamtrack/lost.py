@@ -82,12 +82,12 @@ class StateMachine:
     def observe(self, ev: Evidence) -> str:
         """The state after a normal tracking step (the object was not lost before it)."""
         if not ev.finite or not math.isfinite(ev.score) or not math.isfinite(ev.look):
-            return self._lose()
+            return self.lose()
         if ev.score < self.lost_score or ev.look < self.lost_look:
             self._misses += 1
             self._good = 0
             if self._misses >= self.lost_after:
-                return self._lose()
+                return self.lose()
             self.state = UNCERTAIN
             return self.state
         self._misses = 0
@@ -119,7 +119,8 @@ class StateMachine:
             return True
         return False
 
-    def _lose(self) -> str:
+    def lose(self) -> str:
+        """Lost now, whatever the evidence (a non-finite output, or the caller says so)."""
         self.state = LOST
         self._misses = self._good = self._streak = 0
         self._last = None

@@ -522,6 +522,15 @@ class Tracker:
                 out[i] = self._finish(i, st, pick, mask, sides[c], (w, h), finite(mask), looks[c])
         return out
 
+    def mark_lost(self, obj_id: int) -> None:
+        """Declare an object lost (e.g. the caller knows it left): from the next frame on it is
+        searched for as if the tracker had lost it (also how ``siamtrack bench --lost`` times a lost frame)."""
+        st = self.states[obj_id]
+        if st.machine is None:
+            raise SiamtrackError("this preset has lost_state off: an object cannot be lost")
+        st.machine.lose()
+        st.center, st.size, st.scans, st.lead = st.good_center.copy(), st.good_size.copy(), 0, None
+
     def _lost_result(self, i: int, frame_wh: tuple[int, int], score: float) -> TrackResult:
         w, h = frame_wh
         return TrackResult(i, None, None, np.zeros((h, w), bool), np.zeros((h, w), np.float32), score, "lost", LOST)
