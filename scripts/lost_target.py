@@ -3,6 +3,7 @@
     python scripts/lost_target.py scenarios [--seeds 0-5]          # the generated-clip table
     python scripts/lost_target.py painted DAVIS_ROOT [--seqs a,b]   # a painted occluder on real clips
     python scripts/lost_target.py tune TRAIN_VIDEOS                 # the preset's thresholds
+    python scripts/lost_target.py dev DAVIS_ROOT                    # J/F and the fraction of tracked frames
 
 Per case: the object is fully hidden on a span of frames. Reported: the fraction of hidden
 frames (after 2 frames of latency) flagged ``lost``, the flag latency, mask pixels drawn
@@ -136,7 +137,7 @@ def painted_cases(root: Path, seqs: list[str], layout: str) -> list[tuple[str, l
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=("scenarios", "painted", "tune"))
+    ap.add_argument("what", choices=("scenarios", "painted", "tune", "dev"))
     ap.add_argument("root", nargs="?", type=Path)
     ap.add_argument("--seeds", default="0-5")
     ap.add_argument("--seqs", default=None)
@@ -152,6 +153,9 @@ def main(argv: list[str] | None = None) -> None:
     elif args.what == "painted":
         names = args.seqs.split(",") if args.seqs else sorted(p.name for p in (args.root / "JPEGImages/480p").iterdir())
         cases = painted_cases(args.root, names, "davis")
+    elif args.what == "dev":
+        dev(tracker, args.root)
+        return
     else:
         tune(tracker, args.root)
         return
@@ -163,6 +167,29 @@ def main(argv: list[str] | None = None) -> None:
     print(table(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
+
+
+def dev(tracker: Tracker, root: Path) -> None:
+    """DAVIS J/F as ``siamtrack eval davis`` scores it, and how many frames each state took."""
+    from siamtrack.eval.harness import evaluate_davis
+
+    counts: dict[str, int] = {}
+    track = tracker.track
+
+    def counting(frame, **kw):
+        out = track(frame, **kw)
+        for r in out:
+            counts[r.state] = counts.get(r.state, 0) + 1
+        return out
+
+    tracker.track = counting
+    res = evaluate_davis(root, tracker)
+    total = sum(counts.values())
+    s = res["summary"]
+    print(f"J {s['J_mean']:.3f} F {s['F_mean']:.3f} JF {s['JF_mean']:.3f}; states "
+          + ", ".join(f"{k} {v / total:.3f}" for k, v in sorted(counts.items())) + f" of {total} object-frames")
+    for name, seq in res["sequences"].items():
+        print(f"  {name}: J {seq['J_mean']:.3f} F {seq['F_mean']:.3f}")
 
 
 TUNE_SEQUENCES = ("hike", "soccerball", "swing")  # held back from training the shipped model

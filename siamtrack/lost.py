@@ -4,11 +4,11 @@ SiamMask always answers with a box and a mask, even when its object is hidden. T
 reads the evidence the network already gives for one object in one frame and says
 ``tracked``, ``uncertain`` or ``lost``:
 
-* a normal step's score below ``lost_score``, or an appearance below ``lost_look``, is a
-  miss (appearance: the cosine between the correlation vector at the chosen cell, which the
-  network computes anyway for the mask, and a running mean of it over ``tracked`` frames; a
-  board sliding over the object keeps scores of 0.7-0.9 with the compact model, but its
-  appearance drops from ~0.98 to ~0.6-0.75); ``lost_after`` misses in a row (or a
+* a normal step's score below ``lost_score``, or an appearance below ``lost_look`` with a
+  score below ``found_score``, is a miss (appearance: the cosine between the correlation
+  vector at the chosen cell, which the network computes anyway for the mask, and a running
+  mean of it over ``tracked`` frames; a board sliding over the object keeps scores of 0.7-0.9
+  with the compact model, but its appearance drops from ~0.98 to ~0.6-0.75); ``lost_after`` misses in a row (or a
   non-finite network output, at once) make the object ``lost``; a score below
   ``uncertain_score`` makes it ``uncertain`` (mask and box still given, flagged), and it
   returns to ``tracked`` after two frames in a row at or above ``uncertain_score``;
@@ -83,7 +83,9 @@ class StateMachine:
         """The state after a normal tracking step (the object was not lost before it)."""
         if not ev.finite or not math.isfinite(ev.score) or not math.isfinite(ev.look):
             return self.lose()
-        if ev.score < self.lost_score or ev.look < self.lost_look:
+        # appearance alone is no miss when the score is as high as a confirmed re-detection's:
+        # fast-changing objects (a rolling ball, a dancer) look different but score ~1
+        if ev.score < self.lost_score or (ev.look < self.lost_look and ev.score < self.found_score):
             self._misses += 1
             self._good = 0
             if self._misses >= self.lost_after:
