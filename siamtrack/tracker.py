@@ -62,7 +62,7 @@ class Preset:
     lost_after: int = 2
     found_score: float = 0.9
     found_after: int = 2
-    lost_look: float = 0.7
+    lost_look: float = 0.75
     found_look: float = 0.7
     redetect: bool = True
     redetect_crops: int = 4
@@ -90,8 +90,8 @@ LOST_TUNING = (
     "scripts/lost_target.py, training data only: score and appearance traces of the normal step on "
     "generated occlusion/exit/distractor clips and on the training sequences hike, soccerball, swing "
     "(clean and with a painted occluder) and motocross-bumps, bmx-bumps, dance-jump, breakdance-flare, "
-    "dog-agility, rollerblade, hockey, kite-walk (clean); lost_look 0.7 gated by found_score flags "
-    "1.2% of clean training frames as misses (0.75 without the gate: 10%)"
+    "dog-agility, rollerblade, hockey, kite-walk (clean); lost_look 0.75 gated by found_score calls "
+    "1.7% of clean training frames misses (without the gate: 10%)"
 )
 REJECT_WITHIN = 5  # frames: lost again this soon after a re-acquisition marks its place as a distractor
 MAX_REJECTS = 4  # distractor places remembered per object

@@ -56,7 +56,7 @@ def test_thresholds_are_checked():
 
 # the tracker on generated clips (the shipped compact model) ----------------------------------------
 
-SIZE = (480, 270)
+SIZE = (640, 360)
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +104,7 @@ def test_a_similar_object_does_not_take_the_target_place(tracker):
     once the target is back the mask is on the target, not on the distractor."""
     from siamtrack.io.synthetic import scenario
 
-    results, frames = run_clip(tracker, list(scenario("distractor", size=SIZE, seed=0)))
+    results, frames = run_clip(tracker, list(scenario("distractor", size=SIZE, seed=1)))
     first, last = hidden_span(frames)
     drawn = [t for t in range(first, last + 1) if results[t][0].mask_area > 0]
     assert len(drawn) <= 2
