@@ -175,7 +175,7 @@ def scenario(kind: str, n: int = 70, size: tuple[int, int] = (640, 360), seed: i
             # right edge at t = h0 - ramp .. h0: leaves over `ramp` frames; back symmetrically after h1
             out_x = w + half_w + 2.0
             enter_x = w - half_w
-            speed = (out_x - enter_x) / (ramp + 0.5)
+            speed = (out_x - enter_x) / ramp
             if t < h0 - ramp:
                 cx = enter_x - speed * (h0 - ramp - t) * 0.35
             elif t < h1:
