@@ -72,7 +72,7 @@ def main() -> None:
     results = []
     for values in itertools.product(*MOTION_GRID.values()):
         motion = dict(zip(MOTION_GRID, values, strict=True))
-        tracker.preset = Preset("tuned", **motion, seg_thr=SEG_THR[0])
+        tracker.preset = Preset("tuned", **motion, seg_thr=SEG_THR[0], lost_state=False)  # the official step only
         j_by_thr, box_iou = run_trajectories(tracker, tracks, cache, args.max_frames)
         for thr, j in j_by_thr.items():
             preset = Preset("tuned", **motion, seg_thr=thr)

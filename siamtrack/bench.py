@@ -160,6 +160,7 @@ class Case:
 
     tracker: Any
     threads: int | None = None
+    lost: bool = False  # every object is declared lost before each step: times the re-detection search
     init: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in INIT_STAGES})
     stages: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES})
     wall: list[float] = field(default_factory=list)
@@ -196,6 +197,9 @@ def time_cases(cases: Sequence[Case], frames: Sequence[np.ndarray], boxes: list[
     for i, frame in enumerate(frames[1:]):
         for case in cases:
             case.use()
+            if case.lost:
+                for obj_id in range(len(boxes)):
+                    case.tracker.mark_lost(obj_id)
             t0 = time.perf_counter()
             case.tracker.track(frame)
             elapsed = time.perf_counter() - t0
@@ -229,7 +233,7 @@ def case_report(case: Case, objects: int) -> dict[str, Any]:
         cores = min(threads, info["cores_available"] or threads)
         peak, assumption = peak_flops(info, cores, half)
     return {
-        "precision": tracker.precision, "threads": threads, "cores_used": cores,
+        "precision": tracker.precision, "threads": threads, "cores_used": cores, "lost": case.lost,
         "init": {s: percentiles(v) for s, v in case.init.items()},
         "stages": {s: percentiles(v) for s, v in case.stages.items() if v},
         "wall": percentiles(case.wall), "timed_frames": timed,

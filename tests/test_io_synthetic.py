@@ -72,3 +72,25 @@ def test_oracle_tracker_answers_with_the_ground_truth():
         assert 1.1 < first.rotated.w * first.rotated.h / fr.mask.sum() < 1.45
     with pytest.raises(StopIteration):
         oracle.track(clip[0].image)  # past the end of the clip
+
+
+@pytest.mark.parametrize("kind", synthetic.SCENARIOS)
+def test_scenario_clips_hide_the_object_on_the_given_frames(kind):
+    clip = list(synthetic.scenario(kind, n=30, size=(320, 180), seed=0, hidden=(10, 20)))
+    assert [t for t, f in enumerate(clip) if f.visible == 0] == list(range(10, 20))
+    for f in clip:
+        assert f.mask.any() == (f.visible > 0)
+        if f.visible == 0:
+            assert f.box == (0.0, 0.0, 0.0, 0.0)
+    assert clip[0].visible > 0.95 and clip[-1].visible > 0.95  # the fraction is of the warped sprite area
+    assert 0 < clip[8].visible < 1 or 0 < clip[9].visible < 1  # it goes out of view gradually
+    with pytest.raises(ValueError, match="unknown scenario"):
+        next(synthetic.scenario("vanish"))
+
+
+def test_the_distractor_appears_only_while_the_object_is_hidden():
+    occl = list(synthetic.scenario("occlusion", n=30, size=(320, 180), seed=0, hidden=(10, 20)))
+    dist = list(synthetic.scenario("distractor", n=30, size=(320, 180), seed=0, hidden=(10, 20)))
+    assert (occl[9].image == dist[9].image).all()
+    right = np.s_[:, 240:]  # the look-alike stands near the right edge, away from the object
+    assert np.abs(occl[15].image[right].astype(int) - dist[15].image[right]).mean() > 5

@@ -109,7 +109,7 @@ def test_to_dict_is_json(tracked):
     data = tracked[-1].to_dict()
     back = json.loads(json.dumps(data))
     assert back == data
-    assert set(back) == {"obj_id", "box", "rotated", "score", "mask_area", "polygon_source"}
+    assert set(back) == {"obj_id", "state", "box", "rotated", "score", "mask_area", "polygon_source"}
     assert len(back["rotated"]["points"]) == 4
     assert back["mask_area"] == tracked[-1].mask_area
 
@@ -243,6 +243,7 @@ def test_target_driven_out_of_the_frame(tracker):
         assert_state_in_frame(tracker)
         unclipped.append(tracker.last_steps[0].unclipped_size.copy())
 
+    tracker.with_preset(lost_state=False)  # the official step throughout: the state is what is checked
     tracker.init(frame_with_square(280, 200), (300, 226, 18, 12))  # a tiny target in the corner
     for frame in (frame_with_square(0, 0), BLACK):  # it jumps to the other corner, then is gone
         step(frame)
@@ -255,6 +256,7 @@ def test_target_driven_out_of_the_frame(tracker):
     # the clamps were needed: the raw updates went below the minimum and above the frame
     sizes = np.array(unclipped)
     assert sizes.min() < 10 and sizes[:, 0].max() > W
+    tracker.with_preset(lost_state=True)
 
 
 # profiling -------------------------------------------------------------------------------------------

@@ -68,16 +68,63 @@ def model_options(func: Callable) -> Callable:
     return func
 
 
-def make_tracker(model: str | None, checkpoint: str | None, preset: str | None, device: str,
-                 precision: str) -> ObjectTracker:
-    """The tracker the options ask for (torch is imported here, not at CLI start-up)."""
+def lost_options(func: Callable) -> Callable:
+    """--lost-score / --uncertain-score / --found-score / --redetect-crops / --no-redetect / --no-lost-state.
+
+    The command receives them as one ``lost`` dict of preset changes (only those given), for
+    ``make_tracker``; unset, the preset's own (tuned) values hold.
+    """
+    names = ("lost_score", "uncertain_score", "found_score", "redetect_crops", "no_redetect", "no_lost_state")
+    unit = click.FloatRange(0.0, 1.0)
+    options = [
+        click.option("--lost-score", type=unit, default=None,
+                     help="Score under which a frame counts as a miss; misses in a row make an object lost."),
+        click.option("--uncertain-score", type=unit, default=None,
+                     help="Score under which an object is flagged uncertain (still drawn)."),
+        click.option("--found-score", type=unit, default=None,
+                     help="Score a re-detection candidate needs, on consecutive frames, to end 'lost'."),
+        click.option("--redetect-crops", type=click.IntRange(1, 16), default=None,
+                     help="Search crops per lost object per frame (the cost of a lost frame)."),
+        click.option("--no-redetect", is_flag=True,
+                     help="While lost, search only where the object was last seen."),
+        click.option("--no-lost-state", is_flag=True,
+                     help="Never report an object lost: always draw a mask, as the official code does."),
+    ]
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        given = {n: kwargs.pop(n) for n in names}
+        lost = {k: v for k, v in given.items() if k in names[:4] and v is not None}
+        if given["no_redetect"]:
+            lost["redetect"] = False
+        if given["no_lost_state"]:
+            lost["lost_state"] = False
+        return func(*args, lost=lost, **kwargs)
+
+    for opt in reversed(options):
+        wrapper = opt(wrapper)
+    return wrapper
+
+
+def make_tracker(model: str | None, checkpoint: str | None, preset: str | None, device: str, precision: str,
+                 lost: dict[str, Any] | None = None) -> ObjectTracker:
+    """The tracker the options ask for (torch is imported here, not at CLI start-up); ``lost``:
+    lost-target preset changes from ``lost_options``."""
     if model and checkpoint:
         raise click.UsageError("give --model or --checkpoint, not both")
     from siamtrack.tracker import Tracker
 
     if checkpoint:
-        return Tracker.from_checkpoint(checkpoint, preset=preset, device=device, precision=precision)
-    return Tracker.from_pretrained(model, preset=preset, device=device, precision=precision)
+        tracker = Tracker.from_checkpoint(checkpoint, preset=preset, device=device, precision=precision)
+    else:
+        tracker = Tracker.from_pretrained(model, preset=preset, device=device, precision=precision)
+    if lost:
+        changed = {**tracker.preset.to_dict(), **lost}
+        if changed["lost_score"] > changed["uncertain_score"]:
+            raise click.BadParameter(f"--lost-score ({changed['lost_score']}) is above --uncertain-score "
+                                     f"({changed['uncertain_score']})", param_hint="--lost-score")
+        tracker.with_preset(**lost)
+    return tracker
 
 
 def has_display() -> bool:

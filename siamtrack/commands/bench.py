@@ -122,7 +122,8 @@ def _print(report: dict[str, Any]) -> None:
         rows = [("init", "total", r["init"]["total"])] + [("track", s, v) for s, v in r["stages"].items()]
         for i, (step, stage, v) in enumerate(rows):
             first = i == 0
-            table.add_row(r["precision"] if first else "", str(r["threads"]) if first else "",
+            label = r["precision"] + (" lost" if r["lost"] else "")
+            table.add_row(label if first else "", str(r["threads"]) if first else "",
                           step if i < 2 else "", stage, f"{v['median_ms']:.1f}",
                           f"{v['p10_ms']:.1f}", f"{v['p90_ms']:.1f}", end_section=i == len(rows) - 1)
     out.print(table)
@@ -133,7 +134,8 @@ def _print(report: dict[str, Any]) -> None:
     for r in results:
         peak = f"{100 * r['fraction_of_peak']:.0f} %" if r["fraction_of_peak"] is not None else "-"
         gemm = f"{100 * r['fraction_of_gemm']:.0f} %" if "fraction_of_gemm" in r else "-"
-        summary.add_row(r["precision"], str(r["threads"]), f"{r['fps']:.2f}", f"{r['object_fps']:.2f}",
+        label = r["precision"] + (" lost" if r["lost"] else "")
+        summary.add_row(label, str(r["threads"]), f"{r['fps']:.2f}", f"{r['object_fps']:.2f}",
                         f"{r['gflops_per_frame']:.2f}", f"{r['achieved_gflops']:.1f}", peak, gemm,
                         f"{r['speedup_vs_first']:.2f}x")
     out.print(summary)
@@ -171,11 +173,13 @@ def _print(report: dict[str, Any]) -> None:
 @click.option("--frames", type=click.IntRange(min=1), default=30, show_default=True, help="Timed track steps.")
 @click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True, help="Untimed steps first.")
 @click.option("--size", default=None, metavar="WxH", help="Frame size (generated clip: default 854x480).")
+@click.option("--lost", is_flag=True,
+              help="Also time each case with every object lost (its re-detection search), interleaved.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Also write the report here.")
 @user_errors
 def bench(source: str | None, bboxes: tuple[str, ...], model: str | None, checkpoint: str | None, arch: str | None,
           preset: str | None, device: str, precisions: str, threads: str | None, objects: int | None, frames: int,
-          warmup: int, size: str | None, json_path: str | None) -> None:
+          warmup: int, size: str | None, lost: bool, json_path: str | None) -> None:
     """Time init and track per stage (crop, backbone, heads, refine, post, total): median and p10/p90,
     fps, peak memory, network FLOPs and the fraction of the machine's peak FLOP/s.
 
@@ -187,6 +191,7 @@ def bench(source: str | None, bboxes: tuple[str, ...], model: str | None, checkp
       siamtrack bench --precision fp32-reference,fp32,bf16 --threads 1,2 --json runs/bench.json
       siamtrack bench --checkpoint SiamMask_DAVIS.pth --objects 4
       siamtrack bench video.mp4 --bbox 305,112,165,250
+      siamtrack bench --lost --threads 1
     """
     import json
     from pathlib import Path
@@ -207,6 +212,9 @@ def bench(source: str | None, bboxes: tuple[str, ...], model: str | None, checkp
     for p in precision_list:
         tracker = Tracker(net, chosen_preset, device=device, precision=p, model_name=name)
         cases += [Case(tracker, t) for t in thread_list]
+        if lost:
+            searching = Tracker(net, chosen_preset, device=device, precision=p, model_name=name)
+            cases += [Case(searching, t, lost=True) for t in thread_list]
     result = run_benchmark(cases, images, boxes, warmup=warmup)
     first = cases[0].tracker
     report = {"siamtrack": __version__, "torch": torch.__version__, "model": name, "arch": first.arch,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from siamtrack.commands._common import bbox_option, model_options, user_errors
+from siamtrack.commands._common import bbox_option, lost_options, model_options, user_errors
 
 FORMATS = ("png", "davis", "npz")
 
@@ -13,6 +13,7 @@ FORMATS = ("png", "davis", "npz")
 @click.argument("source")
 @bbox_option(required=True)
 @model_options
+@lost_options
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="png", show_default=True,
               help="png: <out>/<object>/<frame>.png 0/255; davis: <out>/<frame>.png palette with ids 1..K; "
@@ -25,7 +26,7 @@ FORMATS = ("png", "davis", "npz")
 @user_errors
 def export_masks(source: str, bboxes: tuple[str, ...], model: str | None, checkpoint: str | None,
                  preset: str | None, device: str, precision: str, out: str, fmt: str, overwrite: bool, start: int,
-                 max_frames: int | None, quiet: bool) -> None:
+                 max_frames: int | None, quiet: bool, lost: dict) -> None:
     """Write the masks of the objects in SOURCE, frame by frame, and nothing else.
 
     \b
@@ -58,7 +59,7 @@ def export_masks(source: str, bboxes: tuple[str, ...], model: str | None, checkp
     frames = src.frames(start, max_frames)
     with contextlib.closing(frames):  # the decoder stops if model loading fails
         first = first_frame(frames)
-        tracker = make_tracker(model, checkpoint, preset, device, precision)
+        tracker = make_tracker(model, checkpoint, preset, device, precision, lost)
         with Progress(src.expected(start, max_frames), quiet) as progress:
             summary = track_stream(tracker, frames, boxes, open_outputs, first=first, progress=progress,
                                    warn=echo_warning)

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from siamtrack.commands._common import bbox_option, model_options, user_errors
+from siamtrack.commands._common import bbox_option, lost_options, model_options, user_errors
 
 RUN_OUTPUTS = ("annotated.mp4", "masks", "tracks.json", "tracks.jsonl")
 
@@ -16,6 +16,7 @@ RUN_OUTPUTS = ("annotated.mp4", "masks", "tracks.json", "tracks.jsonl")
 @click.argument("source")
 @bbox_option()
 @model_options
+@lost_options
 @click.option("--out", default=None, type=click.Path(file_okay=False),
               help="Output folder (default: a new numbered runs/<source-name> folder).")
 @click.option("--overwrite", is_flag=True, help="Allow writing into an existing, non-empty --out folder.")
@@ -29,7 +30,7 @@ RUN_OUTPUTS = ("annotated.mp4", "masks", "tracks.json", "tracks.jsonl")
 @user_errors
 def run(source: str, bboxes: tuple[str, ...], model: str | None, checkpoint: str | None, preset: str | None,
         device: str, precision: str, out: str | None, overwrite: bool, start: int, max_frames: int | None,
-        no_video: bool, no_masks: bool, show: bool, quiet: bool) -> None:
+        no_video: bool, no_masks: bool, show: bool, quiet: bool, lost: dict) -> None:
     """Track and segment objects in SOURCE: a video file, an image folder or a glob.
 
     \b
@@ -57,7 +58,7 @@ def run(source: str, bboxes: tuple[str, ...], model: str | None, checkpoint: str
         first = first_frame(frames)
         if not boxes:
             boxes = select_boxes(first.image)
-        tracker = make_tracker(model, checkpoint, preset, device, precision)
+        tracker = make_tracker(model, checkpoint, preset, device, precision, lost)
         track_video(tracker, src, frames, first, boxes, out_dir, source_label=source, video=not no_video,
                     masks=not no_masks, show=show, quiet=quiet, total=src.expected(start, max_frames))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from siamtrack.commands._common import bbox_option, model_options, user_errors
+from siamtrack.commands._common import bbox_option, lost_options, model_options, user_errors
 
 WINDOW = "siamtrack webcam (r: reselect, q/Esc: quit)"
 HEADLESS_ONLY = ("out", "overwrite", "masks", "no_video")
@@ -15,6 +15,7 @@ HEADLESS_ONLY = ("out", "overwrite", "masks", "no_video")
               help="Camera index, a device (/dev/video2) or a stream URL (rtsp://...).")
 @bbox_option()
 @model_options
+@lost_options
 @click.option("--no-window", is_flag=True,
               help="Track without a window (needs --bbox) and write run's outputs; the default without a display.")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after this many frames.")
@@ -29,7 +30,7 @@ HEADLESS_ONLY = ("out", "overwrite", "masks", "no_video")
 @user_errors
 def webcam(camera: str, bboxes: tuple[str, ...], model: str | None, checkpoint: str | None, preset: str | None,
            device: str, precision: str, no_window: bool, max_frames: int | None, record: str | None, out: str | None,
-           overwrite: bool, masks: bool, no_video: bool, quiet: bool) -> None:
+           overwrite: bool, masks: bool, no_video: bool, quiet: bool, lost: dict) -> None:
     """Track objects live: select them with the mouse (or --bbox); r reselects, q or Esc quits.
 
     Without a display (or with --no-window) there is no window: the objects of --bbox are
@@ -53,7 +54,7 @@ def webcam(camera: str, bboxes: tuple[str, ...], model: str | None, checkpoint: 
             raise click.UsageError("without a display (or with --no-window) boxes cannot be drawn: pass --bbox x,y,w,h")
         if record is not None:
             raise click.UsageError("--record needs a window; without one the overlay is written to --out/annotated.mp4")
-        _headless(spec, boxes, (model, checkpoint, preset, device, precision), max_frames, out, overwrite, masks,
+        _headless(spec, boxes, (model, checkpoint, preset, device, precision, lost), max_frames, out, overwrite, masks,
                   no_video, quiet)
         return
     params = click.get_current_context().params
@@ -62,7 +63,7 @@ def webcam(camera: str, bboxes: tuple[str, ...], model: str | None, checkpoint: 
         raise click.UsageError(f"{', '.join(used)} apply without a window; add --no-window")
     if record is not None and not Path(record).resolve().parent.is_dir():
         raise click.UsageError(f"cannot record to {record}: its folder does not exist")
-    _window(spec, boxes, (model, checkpoint, preset, device, precision), max_frames, record)
+    _window(spec, boxes, (model, checkpoint, preset, device, precision, lost), max_frames, record)
 
 
 def _headless(spec: int | str, boxes: list, model: tuple, max_frames: int | None, out: str | None, overwrite: bool,

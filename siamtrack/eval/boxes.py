@@ -28,6 +28,7 @@ Conventions, following the OTB toolkit and PySOT's toolkit:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -39,6 +40,7 @@ PRECISION_PX = 20.0
 BURN_IN = 10
 SKIP = 5
 EAO_INTERVAL = (100, 356)  # the sequence lengths EAO averages in VOT-2017 and VOT-2018 (short-term)
+MISSING_BOX = np.zeros((4, 2))  # what a tracker that lost its target "predicts": no area, overlap 0
 
 
 def box_polygon(box: Sequence[float]) -> np.ndarray:
@@ -113,16 +115,23 @@ def precision_at(errors: Sequence[float | None], px: float = PRECISION_PX) -> fl
     return float(np.mean(e <= px)) if e.size else 0.0
 
 
-def ope_sequence(predictions: Sequence[np.ndarray], groundtruth: Sequence[np.ndarray]) -> dict[str, Any]:
-    """OPE scores of one sequence from per-frame predicted and ground-truth polygons."""
+def ope_sequence(predictions: Sequence[np.ndarray | None], groundtruth: Sequence[np.ndarray]) -> dict[str, Any]:
+    """OPE scores of one sequence from per-frame predicted and ground-truth polygons.
+
+    A missing prediction (None: the tracker said the target is lost) has overlap 0 and is
+    never within the precision radius; its centre error is recorded as None.
+    """
     overlaps: list[float | None] = []
     errors: list[float | None] = []
+    judged: list[float | None] = []
     for pred, gt in zip(predictions, groundtruth, strict=True):
         ok = valid_groundtruth(gt)
-        overlaps.append(polygon_iou(pred, gt) if ok else None)
-        errors.append(center_error(pred, gt) if ok else None)
+        missing = pred is None
+        overlaps.append((0.0 if missing else polygon_iou(pred, gt)) if ok else None)
+        errors.append(center_error(pred, gt) if ok and not missing else None)
+        judged.append((math.inf if missing else errors[-1]) if ok else None)
     curve = success_curve(overlaps)
-    return {"success_auc": float(curve.mean()), "precision_20": precision_at(errors),
+    return {"success_auc": float(curve.mean()), "precision_20": precision_at(judged),
             "success_curve": curve.tolist(), "overlaps": overlaps, "center_errors": errors}
 
 

@@ -278,8 +278,10 @@ def evaluate_boxes(root: str | Path, tracker: ObjectTracker, *, restart: bool = 
             p = polys[f]
             return bx.vot_init_box(p) if rotated else (p[0, 0], p[0, 1], p[2, 0] - p[0, 0], p[2, 1] - p[0, 1])
 
-        def predict(results, rotated=rotated) -> np.ndarray:
+        def predict(results, rotated=rotated) -> np.ndarray | None:
             r = results[0]
+            if r.box is None or r.rotated is None:  # lost: a missing box
+                return None
             return np.asarray(r.rotated.points, np.float64) if rotated else bx.box_polygon(r.box)
 
         info = {"frames": len(frames), "groundtruth": "poly8" if rotated else "xywh"}
@@ -290,7 +292,8 @@ def evaluate_boxes(root: str | Path, tracker: ObjectTracker, *, restart: bool = 
                 tracker.init(read_image(frames[f]), [init_box(f)])
 
             def step(f: int, frames=frames, predict=predict) -> np.ndarray:
-                return predict(clock.track(tracker, read_image(frames[f])))
+                found = predict(clock.track(tracker, read_image(frames[f])))
+                return bx.MISSING_BOX if found is None else found  # overlap 0: a failure
 
             res = bx.vot_restart(len(frames), polys, init, step, bounds=(shape[1], shape[0]))
             per_seq[name] = {**info, **res}

@@ -7,7 +7,8 @@ Slow work (PNG and H.264 encoding, drawing) runs on background threads behind bo
 queues, so it overlaps tracking and memory stays constant.
 
 Sinks take tracking results duck-typed: anything with ``obj_id``, ``mask`` (HxW bool),
-``score``, ``rotated.points`` (4x2) and ``to_dict()``, as ``siamtrack.tracker.TrackResult``.
+``score``, ``rotated`` (None, or with ``points`` 4x2), ``to_dict()`` and optionally ``state``,
+as ``siamtrack.tracker.TrackResult``. A lost object's mask is empty and its rotated box None.
 """
 
 from __future__ import annotations
@@ -78,10 +79,17 @@ def _label_origin(points: np.ndarray, shape: tuple[int, ...]) -> tuple[int, int]
     return x, y
 
 
+def _label(out: np.ndarray, text: str, origin: tuple[int, int], color: tuple[int, int, int]) -> None:
+    cv2.putText(out, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(out, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1, cv2.LINE_AA)
+
+
 def render(frame: np.ndarray, results: Sequence[Result], alpha: float = 0.45) -> np.ndarray:
     """A copy of the frame with each object's mask tinted in its colour, its rotated box and "id score".
 
-    Only the mask's bounding rectangle is blended, so cost follows object size, not frame size.
+    An ``uncertain`` object's label says so; a ``lost`` one has no mask or box, only "id lost"
+    in its colour in the top-left corner. Only the mask's bounding rectangle is blended, so
+    cost follows object size, not frame size.
     """
     out = frame.copy()
     for r in results:
@@ -92,15 +100,20 @@ def render(frame: np.ndarray, results: Sequence[Result], alpha: float = 0.45) ->
         roi = out[y:y + h, x:x + w]
         tinted = cv2.addWeighted(roi, 1 - alpha, np.full_like(roi, color_for(r.obj_id)), alpha, 0)
         roi[...] = cv2.copyTo(tinted, mask[y:y + h, x:x + w], roi)  # in place where OpenCV can; same result
+    corner = 0
     for r in results:
+        color = color_for(r.obj_id)
+        state = getattr(r, "state", "tracked")
+        if r.rotated is None or state == "lost":
+            _label(out, f"{r.obj_id} lost", (8, 18 + 18 * corner), color)
+            corner += 1
+            continue
         points = np.asarray(r.rotated.points, dtype=np.float64).reshape(4, 2)
         if not np.isfinite(points).all():
             continue
-        color = color_for(r.obj_id)
         cv2.polylines(out, [np.round(points).astype(np.int32).reshape(-1, 1, 2)], True, color, 2, cv2.LINE_AA)
-        label, origin = f"{r.obj_id} {float(r.score):.2f}", _label_origin(points, out.shape)
-        cv2.putText(out, label, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(out, label, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1, cv2.LINE_AA)
+        label = f"{r.obj_id} {float(r.score):.2f}" + (" uncertain" if state == "uncertain" else "")
+        _label(out, label, _label_origin(points, out.shape), color)
     return out
 
 

@@ -6,6 +6,11 @@ slowly panning background; every frame's mask and box are known exactly. Without
 matplotlib (the ``demo`` extra) a procedural textured object is used instead. The project
 ships no third-party video.
 
+``scenario`` clips test the lost-target handling: the object is covered by an occluder
+("occlusion"), leaves the frame and comes back ("exit"), or is covered while a second,
+similar-looking object appears elsewhere ("distractor"); each frame says whether the object
+is fully hidden, and its mask and box are those of the visible part.
+
 ``OracleTracker`` replays that ground truth through the ``Tracker`` interface, so the whole
 pipeline (decode, sinks, encode) can be checked and measured without a network.
 """
@@ -23,7 +28,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-__all__ = ["OracleTracker", "SyntheticFrame", "frames", "make_clip"]
+__all__ = ["SCENARIOS", "OracleTracker", "SyntheticFrame", "frames", "make_clip", "scenario"]
 
 PHOTO_SOURCE = "matplotlib sample data grace_hopper.jpg (U.S. Navy photograph, public domain)"
 PROCEDURAL_SOURCE = "procedural texture (matplotlib not installed)"
@@ -34,6 +39,7 @@ class SyntheticFrame:
     image: np.ndarray  # HxWx3 uint8 BGR
     mask: np.ndarray  # HxW bool
     box: tuple[float, float, float, float]  # x, y, w, h of the mask (inclusive pixel extent)
+    visible: float = 1.0  # fraction of the object's pixels that are in view (0: fully hidden)
 
 
 def _object_image(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, str]:
@@ -109,6 +115,100 @@ def frames(n: int = 90, size: tuple[int, int] = (640, 360), seed: int = 0) -> It
         mask = a[..., 0] > 0.5
         x, y, bw, bh = cv2.boundingRect(mask.view(np.uint8))
         yield SyntheticFrame(image, mask, (float(x), float(y), float(bw), float(bh)))
+
+
+SCENARIOS = ("occlusion", "exit", "distractor")
+
+
+def _paste(image: np.ndarray, sprite: np.ndarray, alpha: np.ndarray, center: tuple[float, float], scale: float,
+           size: tuple[int, int]) -> np.ndarray:
+    """Blend a scaled sprite centred at ``center`` into ``image`` in place; return its coverage (HxW float)."""
+    sh, sw = sprite.shape[:2]
+    m = cv2.getRotationMatrix2D((sw / 2, sh / 2), 0.0, scale)
+    m[:, 2] += (center[0] - sw / 2, center[1] - sh / 2)
+    warped = cv2.warpAffine(sprite, m, size, flags=cv2.INTER_LINEAR).astype(np.float32)
+    a = cv2.warpAffine(alpha, m, size, flags=cv2.INTER_LINEAR).astype(np.float32) / 255.0
+    image[...] = a[..., None] * warped + (1 - a[..., None]) * image
+    return a
+
+
+def _distractor_sprite(sprite: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A different object of the same size and outline: a colourful procedural texture with the sprite's
+    mean tone (a mirrored copy of the photo is the same object to the network, not a distractor)."""
+    h, w = sprite.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w]
+    tex = np.stack([128 + 90 * np.sin(xx / 7.0 + 1.0), 128 + 90 * np.cos(yy / 5.0),
+                    rng.integers(40, 220, (h, w))], axis=-1).astype(np.float32)
+    tex += sprite.reshape(-1, 3).mean(axis=0) - tex.reshape(-1, 3).mean(axis=0)
+    return np.clip(tex, 0, 255).astype(np.uint8)
+
+
+def scenario(kind: str, n: int = 70, size: tuple[int, int] = (640, 360), seed: int = 0,
+             hidden: tuple[int, int] = (24, 48)) -> Iterator[SyntheticFrame]:
+    """A clip where the object is fully hidden on frames ``hidden[0] <= t < hidden[1]``, with exact ground truth.
+
+    ``occlusion``: an opaque textured board slides over the object (3 frames partial on
+    each side), stays on it while it drifts, and slides away. ``exit``: the object leaves
+    the frame to the right and comes back. ``distractor``: as ``occlusion``, and a
+    similar object (same size and outline, other texture) appears near the right edge when the object is hidden and
+    stays. The mask and box are the visible part of the object; ``visible`` its fraction.
+    """
+    if kind not in SCENARIOS:
+        raise ValueError(f"unknown scenario {kind!r}; known: {', '.join(SCENARIOS)}")
+    rng = np.random.default_rng(seed)
+    sprite, alpha, _ = _object_image(rng)
+    w, h = size
+    bg = _background((w, h), rng)
+    board = _background((w, h), np.random.default_rng(seed + 1000))
+    board = cv2.addWeighted(board, 0.6, np.full_like(board, (70, 90, 110)), 0.4, 0)
+    scale = (0.32 + 0.06 * rng.random()) * h / sprite.shape[0]
+    half_w, half_h = scale * sprite.shape[1] / 2, scale * sprite.shape[0] / 2
+    h0, h1 = hidden
+    start_x = w * (0.25 + 0.1 * rng.random())
+    cy0 = h * (0.45 + 0.1 * rng.random())
+    ramp = 3
+    look_alike = _distractor_sprite(sprite, rng)
+    area = float(np.count_nonzero(alpha > 127)) * scale * scale  # in-view or not
+    for t in range(n):
+        cy = cy0 + 0.04 * h * math.sin(t / 9.0)
+        if kind == "exit":
+            # right edge at t = h0 - ramp .. h0: leaves over `ramp` frames; back symmetrically after h1
+            out_x = w + half_w + 2.0
+            enter_x = w - half_w
+            speed = (out_x - enter_x) / ramp
+            if t < h0 - ramp:
+                cx = enter_x - speed * (h0 - ramp - t) * 0.35
+            elif t < h1:
+                cx = min(enter_x + speed * (t - (h0 - ramp)), out_x)
+            else:
+                cx = max(out_x - speed * (t - h1 + 1), enter_x - speed * (t - h1 - ramp) * 0.35)
+        else:
+            cx = start_x + 1.5 * t
+        image = bg.astype(np.float32)
+        full = _paste(image, sprite, alpha, (cx, cy), scale, size) > 0.5
+        if kind == "distractor" and t >= h0:
+            _paste(image, look_alike, alpha, (0.85 * w, cy0), scale, size)
+        mask = full
+        if kind in ("occlusion", "distractor"):
+            bx0, by0 = cx - half_w - 12, cy - half_h - 12
+            bx1, by1 = cx + half_w + 12, cy + half_h + 12
+            width = bx1 - bx0
+            if h0 - ramp <= t < h1 + ramp:
+                frac = min((t - (h0 - ramp) + 1) / (ramp + 1), 1.0, (h1 + ramp - t) / (ramp + 1))
+                if t < h1:  # sliding in from the left, then covering
+                    x1 = bx0 + frac * width if frac < 1 else bx1
+                    x0 = x1 - width
+                else:  # sliding out to the right
+                    x0 = bx1 - frac * width
+                    x1 = x0 + width
+                occ = np.zeros((h, w), bool)
+                occ[int(max(by0, 0)):int(min(by1, h)), int(max(np.floor(x0), 0)):int(min(np.ceil(x1), w))] = True
+                image[occ] = board[occ]
+                mask = full & ~occ
+        visible = min(float(np.count_nonzero(mask)) / area, 1.0)
+        x, y, bw, bh = cv2.boundingRect(mask.view(np.uint8))
+        yield SyntheticFrame(np.clip(image, 0, 255).astype(np.uint8), mask, (float(x), float(y), float(bw),
+                                                                               float(bh)), visible)
 
 
 def make_clip(out_dir: str | Path, n_frames: int = 90, size: tuple[int, int] = (640, 360), seed: int = 0,
