@@ -97,8 +97,11 @@ def test_trackers_baselines_and_oracles_share_one_protocol():
     siam = Tracker(_lite(), "vot", device="cpu", precision="fp32", model_name="tiny")
     oracle = synthetic.OracleTracker(4, (64, 48))
     assert isinstance(siam, ObjectTracker) and isinstance(oracle, ObjectTracker)
-    assert tracker_meta(siam)["preset"] == {"name": "vot", "penalty_k": 0.04, "window_influence": 0.42, "lr": 0.25,
-                                            "seg_thr": 0.30, "context_amount": 0.5, "style": "official"}
+    meta = tracker_meta(siam)["preset"]
+    official = ("name", "penalty_k", "window_influence", "lr", "seg_thr", "context_amount", "style")
+    assert {k: meta[k] for k in official} == {"name": "vot", "penalty_k": 0.04, "window_influence": 0.42, "lr": 0.25,
+                                              "seg_thr": 0.30, "context_amount": 0.5, "style": "official"}
+    assert meta == siam.preset.to_dict() and meta["lost_state"] is True
     assert tracker_meta(siam)["model"] == "tiny" and tracker_meta(siam)["tracker"] == "siammask"
     if "opencv-mil" in baselines.available():
         mil = baselines.OpenCVTracker("opencv-mil")

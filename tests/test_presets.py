@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 
 import pytest
 import torch
@@ -57,4 +58,7 @@ def test_tracks_json_records_the_preset_name_and_values(tmp_path):
     main(["run", str(tmp_path / "clip" / "clip.mp4"), "--bbox", "40,30,50,40", "--checkpoint", ckpt,
           "--device", "cpu", "--precision", "fp32", "--out", str(out), "--quiet", "--no-video"])
     preset = json.loads((out / "tracks.json").read_text())["meta"]["preset"]
-    assert preset == {"name": "mine-tuned", **TUNED, "context_amount": 0.5, "style": "official"}
+    lost_fields = ("lost", "found", "uncertain", "redetect")
+    lost_defaults = {f.name: f.default for f in fields(Preset) if f.name.startswith(lost_fields)}
+    assert preset == {"name": "mine-tuned", **TUNED, "context_amount": 0.5, "style": "official", **lost_defaults}
+    assert len(lost_defaults) == 10
