@@ -108,7 +108,8 @@ def vot(model: str | None, checkpoint: str | None, preset: str | None, device: s
     except ImportError:
         raise SiamtrackError("siamtrack vot needs the TraX bindings: pip install vot-trax") from None
     sys.stdout = sys.stderr  # file descriptor 1 carries the TraX messages; anything printed goes to the log
-    tracker = make_tracker(model, checkpoint, preset, device, precision)
+    # VOT's short-term protocol wants a region on every frame and judges failure itself: no lost state.
+    tracker = make_tracker(model, checkpoint, preset, device, precision, {"lost_state": False})
     server = trax.Server([trax.Region.RECTANGLE, trax.Region.POLYGON], [trax.Image.PATH],
                          tracker_name="siamtrack", tracker_family="siammask",
                          tracker_description=f"siamtrack {getattr(tracker, 'model_name', None) or 'checkpoint'}")

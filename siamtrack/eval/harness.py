@@ -280,7 +280,7 @@ def evaluate_boxes(root: str | Path, tracker: ObjectTracker, *, restart: bool = 
 
         def predict(results, rotated=rotated) -> np.ndarray | None:
             r = results[0]
-            if r.box is None or r.rotated is None:  # lost: a missing box
+            if r.box is None:  # lost: a missing box (its rotated box is None too)
                 return None
             return np.asarray(r.rotated.points, np.float64) if rotated else bx.box_polygon(r.box)
 
