@@ -158,3 +158,21 @@ def test_init_box_from_trax_regions_and_replies():
                              rotated=SimpleNamespace(points=np.array([[0, 0], [4, 0], [4, 2], [0, 2]], np.float64)))
     assert list(reply_region(result, "polygon")) == [(0, 0), (4, 0), (4, 2), (0, 2)]
     assert reply_region(result, "rectangle").bounds() == (1.5, 2.5, 10.0, 20.0)
+
+
+def test_vot_answers_every_frame_without_the_lost_state(monkeypatch):
+    """VOT's short-term protocol needs a region on every frame (the toolkit judges failure itself)."""
+    from siamtrack.commands import vot as vot_command
+    from siamtrack.errors import SiamtrackError
+
+    asked = {}
+
+    def fake_make_tracker(*args):
+        asked["lost"] = args[5]
+        raise SiamtrackError("stop here")
+
+    monkeypatch.setenv("TRAX", "1")
+    monkeypatch.setattr(vot_command, "make_tracker", fake_make_tracker)
+    result = CliRunner().invoke(cli, ["vot", "--model", "siammask-lite"])
+    assert result.exit_code == 1 and "stop here" in result.output
+    assert asked["lost"] == {"lost_state": False}
