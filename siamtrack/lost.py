@@ -15,7 +15,8 @@ reads the evidence the network already gives for one object in one frame and say
 * while ``lost``, the tracker searches wider (see ``Tracker``) and hands the machine its best
   candidate: only a candidate scoring at least ``found_score`` (and ``found_look``) on ``found_after``
   frames in a row, each within one target size of the previous one, brings the object back. A distractor
-  that peaks once, or candidates that jump around the frame, do not.
+  that peaks once, or candidates that jump around the frame, do not. Where the object left the frame
+  (a candidate at that border), the appearance needs only ``lost_look``.
 
 No I/O, no network: evidence in, state out, so every transition is unit-testable.
 """
@@ -102,13 +103,17 @@ class StateMachine:
                 self.state = TRACKED
         return self.state
 
-    def search(self, ev: Evidence, target_size: float) -> bool:
+    def search(self, ev: Evidence, target_size: float, at_exit: bool = False) -> bool:
         """While lost: the best re-detection candidate of this frame; True when it is confirmed.
 
         Confirmation needs ``found_after`` candidates in a row at or above ``found_score`` and
         ``found_look``, each within ``target_size`` pixels of the one before; the state is then ``tracked``.
+        ``at_exit``: the candidate is where the object left the frame, which is itself evidence; its
+        appearance then needs only ``lost_look`` (what keeps a tracked object), since an object coming
+        back is partly cut off by the border and seen against other background.
         """
-        ok = (ev.finite and math.isfinite(ev.score) and ev.score >= self.found_score and ev.look >= self.found_look
+        look_needed = min(self.lost_look, self.found_look) if at_exit else self.found_look
+        ok = (ev.finite and math.isfinite(ev.score) and ev.score >= self.found_score and ev.look >= look_needed
               and ev.center is not None)
         if not ok:
             self._streak, self._last = 0, None

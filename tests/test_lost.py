@@ -47,6 +47,17 @@ def test_search_confirms_only_consistent_strong_candidates():
     assert m.state == TRACKED
 
 
+def test_a_candidate_where_the_object_left_needs_only_the_tracking_look():
+    m = machine(lost_look=0.75, found_look=0.8)
+    m.observe(Evidence(float("nan")))
+    assert not m.search(Evidence(0.99, (600, 170), look=0.78), 80.0)
+    assert not m.search(Evidence(0.99, (590, 170), look=0.78), 80.0)  # 0.78 < found_look: no streak
+    assert not m.search(Evidence(0.99, (580, 170), look=0.78), 80.0, at_exit=True)
+    assert not m.search(Evidence(0.99, (570, 170), look=0.7), 80.0, at_exit=True)  # below lost_look too
+    assert not m.search(Evidence(0.99, (560, 170), look=0.78), 80.0, at_exit=True)
+    assert m.search(Evidence(0.99, (550, 170), look=0.77), 80.0, at_exit=True)
+
+
 def test_thresholds_are_checked():
     with pytest.raises(ValueError):
         machine(lost_score=0.7)
@@ -81,7 +92,9 @@ def hidden_span(frames) -> tuple[int, int]:
     return idx[0], idx[-1]
 
 
-@pytest.mark.parametrize("kind,seed", [("occlusion", 1), ("exit", 2)])
+# exit 100: back in view with scores ~1 but looks 0.65-0.83 against the running appearance;
+# with found_look alone it stayed lost to the end of the clip
+@pytest.mark.parametrize("kind,seed", [("occlusion", 1), ("exit", 2), ("exit", 100)])
 def test_hidden_object_is_lost_without_mask_and_found_again(tracker, kind, seed):
     from siamtrack.io.synthetic import scenario
 
