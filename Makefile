@@ -41,17 +41,19 @@ bench: setup
 	$(VENV)/bin/siamtrack bench --arch siammask_sharp --precision fp32-reference,fp32$(BENCH_BF16) --threads 1,2 \
 		--frames 25 --json runs/bench-official.json
 
-# Trains (or resumes: the state in weights/siammask-lite/ is committed) the compact default model,
-# then ships it as siamtrack/weights/siammask-lite.pt (package data). Resumable in chunks: add MAX_STEPS=500.
+# Trains (or resumes: the state in weights/siammask-lite/ is committed) the compact default model's second
+# stage from the committed first one (weights/siammask-lite/v1-step4000.pt), tunes the preset of the best
+# validated checkpoint and ships it as siamtrack/weights/siammask-lite.pt (package data).
+# Resumable in chunks: add MAX_STEPS=500.
 MAX_STEPS ?=
 TRAIN_PRECISION ?= $(shell grep -qsE 'avx512_bf16|amx_bf16' /proc/cpuinfo && echo bf16 || echo fp32)
 train-lite: setup
 	$(PIP_INSTALL) -e ".[train]"
 	$(VENV)/bin/siamtrack train configs/siammask-lite.toml --out weights/siammask-lite --resume \
 		--precision $(TRAIN_PRECISION) $(if $(MAX_STEPS),--max-steps $(MAX_STEPS))
-	$(PY) scripts/tune_preset.py weights/siammask-lite/last.pt --root ../shared/train_data/videos \
+	$(PY) scripts/tune_preset.py weights/siammask-lite/best.pt --root ../shared/train_data/videos \
 		--sequences hike,soccerball,swing --write
-	$(PY) scripts/export_lite.py weights/siammask-lite/last.pt
+	$(PY) scripts/export_lite.py weights/siammask-lite/best.pt
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -100,7 +100,7 @@ def test_a_trunk_that_cannot_be_traced_warns_once_and_runs_eagerly(monkeypatch):
             tracker.track(frame)
     fallbacks = [w for w in caught if issubclass(w.category, TraceFallbackWarning)]
     assert len(fallbacks) == 1 and tracker.net.trunk.frozen is None
-    assert str(fallbacks[0].message) == "Lite0Trunk could not be frozen (tracing refused); it runs eagerly, slower"
+    assert str(fallbacks[0].message) == "LiteTrunk could not be frozen (tracing refused); it runs eagerly, slower"
 
 
 def test_a_traced_trunk_does_not_warn():

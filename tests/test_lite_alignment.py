@@ -18,16 +18,18 @@ def centroid_of_influence(model, tap: int, cell: int, size: int = 255) -> float:
     return float((g * torch.arange(size)).sum() / g.sum())
 
 
+@pytest.mark.parametrize("trunk", ["lite0", "lite1", "lite2"])
 @pytest.mark.parametrize("cell", [6, 15, 24])
-def test_stride8_cells_align_with_the_official_network(cell):
+def test_stride8_cells_align_with_the_official_network(cell, trunk):
     """Official stride-8 cell m sits at crop pixel 8m + 7 (its unpadded 7x7/2 conv, pool and 3x3/2 conv)."""
     torch.manual_seed(0)
-    lite = build_model("siammask_lite").eval()
+    lite = build_model("siammask_lite", trunk=trunk).eval()
     assert abs(centroid_of_influence(lite, 2, cell) - (8 * cell + 7)) < 1.5
 
 
-def test_shapes_match_the_tracker_contract():
-    lite = build_model("siammask_lite").eval()
+@pytest.mark.parametrize("trunk", ["lite0", "lite1", "lite2"])
+def test_shapes_match_the_tracker_contract(trunk):
+    lite = build_model("siammask_lite", trunk=trunk).eval()
     with torch.inference_mode():
         k = lite.template(torch.rand(2, 3, 127, 127) * 255)
         cls, loc, feats = lite.heads(lite.backbone(torch.rand(2, 3, 255, 255) * 255), k)

@@ -29,7 +29,7 @@ def test_state_dict_names_and_sizes_are_the_checkpoints():
     assert tuple(official["mask_model.mask.head.3.weight"].shape) == (63 * 63, 256, 1, 1)
     lite = build_model("siammask_lite").state_dict()
     assert len(lite) == 288 and sum(v.numel() for v in lite.values()) == 2_663_629
-    shipped = REPO / "weights" / "siammask-lite.pt"
+    shipped = REPO / "siamtrack" / "weights" / "siammask-lite.pt"
     if shipped.is_file():
         stored = read_checkpoint(shipped)["state_dict"]
         assert {k: tuple(v.shape) for k, v in stored.items()} == {k: tuple(v.shape) for k, v in lite.items()}
@@ -43,3 +43,23 @@ def test_the_headless_correlation_is_the_correlation_feature():
         out = corr(corr.conv_kernel(kernel), search)
         assert out.shape == (2, 8, 25, 25)
         torch.testing.assert_close(out, corr.correlate(corr.conv_kernel(kernel), search))
+
+
+def test_deeper_trunks_keep_the_taps_and_widen_only_where_their_checkpoints_do():
+    """Lite1 adds blocks to stages 2-5; Lite2 also widens stages 3-5 (48/88/120): taps and refine follow."""
+    lite1, lite2 = build_model("siammask_lite", trunk="lite1"), build_model("siammask_lite", trunk="lite2")
+    assert lite1.trunk.taps == (0, 3, 6, 14) and lite1.trunk_spec.first_dilated == 7
+    assert len(lite1.trunk._blocks) == 15 and lite2.trunk.taps == (0, 3, 6, 14)
+    assert lite1.refine_head.v2[0].in_channels == 40 and lite1.adjust[0].in_channels == 112
+    assert lite2.refine_head.v2[0].in_channels == 48 and lite2.adjust[0].in_channels == 120
+    assert lite2.trunk._blocks[7]._depthwise_conv.stride == (1, 1)  # the stride-16 stage, dilated
+    assert lite2.trunk._blocks[8]._depthwise_conv.dilation == (2, 2)
+
+
+def test_unknown_trunk_is_one_line():
+    import pytest
+
+    from siamtrack.errors import SiamtrackError
+
+    with pytest.raises(SiamtrackError, match="unknown siammask_lite trunk 'lite9'"):
+        build_model("siammask_lite", trunk="lite9")

@@ -126,7 +126,7 @@ def test_checkpoint_holds_only_what_weights_only_loading_accepts(tmp_path):
     assert ck["arch"] == "siammask_lite" and ck["step"] == 7 and set(ck["state_dict"]) == set(model.state_dict())
 
 
-@pytest.mark.parametrize("name", ["siammask-lite.toml", "siammask-sharp.toml"])
+@pytest.mark.parametrize("name", ["siammask-lite.toml", "siammask-lite-v1.toml", "siammask-sharp.toml"])
 def test_shipped_recipes_are_valid(name):
     from siamtrack.tracker import Preset
     from siamtrack.train.datasets import DATASET_READERS
@@ -173,6 +173,7 @@ root = "{videos.as_posix()}"
 sequences = ["hike"]
 every = 2
 max_frames = 4
+pairs = 4
 [preset]
 name = "lite"
 penalty_k = 0.04
@@ -185,9 +186,33 @@ seg_thr = 0.35
     assert [r["step"] for r in lines if "loss" in r] == [1, 2]
     (val,) = [r for r in lines if "val_J" in r]
     assert val["step"] == 2 and set(val["val"]) == {"hike"} and 0.0 <= val["val_J"] <= 1.0
+    assert val["pair_loss"] > 0 and {"pair_cls", "pair_loc", "pair_mask", "pair_mask_iou"} <= set(val)
     loaded = load_checkpoint(ckpt)
     assert loaded.arch == "siammask_lite" and loaded.preset["name"] == "lite"
-    assert torch.load(tmp_path / "run" / "last.optim.pt", weights_only=True)["step"] == 2
+    state = torch.load(tmp_path / "run" / "last.optim.pt", weights_only=True)
+    assert state["step"] == 2 and state["best"] == {"val_J": pytest.approx(val["val_J"], abs=1e-4), "step": 2}
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    assert best["step"] == 2 and all(torch.equal(best["state_dict"][k], v)
+                                     for k, v in torch.load(ckpt, weights_only=True)["state_dict"].items())
+
+
+def test_optimizer_state_is_stored_in_bf16_and_restores_fp32_buffers():
+    from siamtrack.train.loop import compact_state
+
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(64, 64))
+    opt = torch.optim.SGD([w], lr=0.1, momentum=0.9)
+    (w ** 2).sum().backward()
+    opt.step()
+    full = opt.state_dict()
+    small = compact_state(full)
+    assert small["state"][0]["momentum_buffer"].dtype == torch.bfloat16
+    assert full["state"][0]["momentum_buffer"].dtype == torch.float32  # the live state is untouched
+    fresh = torch.optim.SGD([torch.nn.Parameter(w.detach().clone())], lr=0.1, momentum=0.9)
+    fresh.load_state_dict(small)
+    restored = fresh.state_dict()["state"][0]["momentum_buffer"]
+    assert restored.dtype == torch.float32
+    torch.testing.assert_close(restored, full["state"][0]["momentum_buffer"], rtol=8e-3, atol=1e-6)
 
 
 def test_resume_trims_log_lines_past_the_checkpoint(tmp_path):

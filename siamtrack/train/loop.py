@@ -64,7 +64,8 @@ class ValConfig:
     root: str = ""
     sequences: list[str] = field(default_factory=list)
     every: int = 0
-    max_frames: int = 20
+    max_frames: int = 20  # 0: every frame
+    pairs: int = 0  # fixed pairs from the validation sequences scored with the training losses
 
 
 def _dataclass_from(cls, data: dict[str, Any], where: str):
@@ -289,6 +290,17 @@ def save_atomic(obj: Any, path: Path) -> None:
         torch.save(obj, tmp)
 
 
+def compact_state(state: dict[str, Any]) -> dict[str, Any]:
+    """The optimizer state with its float buffers in bf16: half the bytes of a resumable run, and
+    ``Optimizer.load_state_dict`` casts them back to each parameter's dtype."""
+    def shrink(value: Any) -> Any:
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            return value.to(torch.bfloat16)
+        return value
+
+    return {**state, "state": {k: {n: shrink(v) for n, v in per.items()} for k, per in state["state"].items()}}
+
+
 def checkpoint_payload(model: nn.Module, run: RunConfig, step: int) -> dict[str, Any]:
     """What the tracker loads: weights plus arch, model config and tuned preset."""
     cfg = {k: v for k, v in run.model.items() if k not in ("arch", "init")}
@@ -345,7 +357,7 @@ def validate(model: nn.Module, run: RunConfig, device: torch.device | None = Non
     cache = ds.FrameCache(1 << 28)
     out = {}
     for track in tracks:
-        n = min(len(track.frames), run.val.max_frames)
+        n = min(len(track.frames), run.val.max_frames or len(track.frames))
         first = int(track.valid[0])
         tracker.init(cache.frame(track.frames[first]), tuple(track.boxes[first]))
         ious = []
@@ -356,6 +368,34 @@ def validate(model: nn.Module, run: RunConfig, device: torch.device | None = Non
             ious.append(1.0 if union == 0 else np.count_nonzero(gt & res.mask) / union)
         out[track.name] = float(np.mean(ious)) if ious else 0.0
     return out
+
+
+VAL_PAIR_AUGMENT = AugmentConfig(blur=0.0, gray=0.0, flip=0.0, color=0.0, affine=0.0, distractor=0.0)
+
+
+def validate_pairs(model: nn.Module, run: RunConfig, device: torch.device | None = None) -> dict[str, float]:
+    """Training losses on ``[val] pairs`` fixed pairs of the validation sequences (eval mode).
+
+    The tracker's J on three short sequences moves with one lost frame; the mean loss over a few
+    hundred pairs is a much steadier judge of whether a change helped.
+    """
+    dev = device or torch.device("cpu")
+    tracks = ds.davis_tracks(run.val.root, sequences=run.val.sequences)
+    spec = DatasetSpec("val", tracks, 1.0, 10)
+    data = PairDataset(PairSampler([spec], neg_prob=run.neg_prob, augment=VAL_PAIR_AUGMENT, seed=7))
+    was_training = model.training
+    model.eval()
+    totals: dict[str, float] = {}
+    batch = 16
+    with torch.no_grad():
+        for first in range(0, run.val.pairs, batch):
+            items = [data[i] for i in range(first, min(first + batch, run.val.pairs))]
+            stacked = {k: torch.stack([item[k] for item in items]).to(dev) for k in items[0]}
+            losses = compute_losses(model, stacked, run.train, np.random.default_rng((7, first)))
+            for k, v in losses.items():
+                totals[k] = totals.get(k, 0.0) + float(v) * len(items)
+    model.train(was_training)
+    return {f"pair_{k}": v / run.val.pairs for k, v in totals.items()}
 
 
 # What may change between the chunks of one run: bookkeeping, not the pairs or the schedule.
@@ -429,13 +469,14 @@ def train(config_path: str | Path, out_dir: str | Path, *, resume: bool = False,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt, optim_path, log_path = out / "last.pt", out / "last.optim.pt", out / "train_log.jsonl"
+    best_path = out / "best.pt"
 
     torch.manual_seed(run.seed)
     model = init_model(run).to(dev)
     optimizer = torch.optim.SGD(param_groups(model, cfg), lr=cfg.base_lr, momentum=cfg.momentum,
                                 weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler(enabled=cfg.precision == "fp16")
-    start = 0
+    start, best = 0, {"val_J": -1.0, "step": 0}
     if resume and ckpt.is_file():
         saved = torch.load(ckpt, map_location=dev, weights_only=True)
         _check_same_recipe(saved.get("train_config", {}), run.raw, ckpt, int(saved.get("step", 0)))
@@ -445,6 +486,7 @@ def train(config_path: str | Path, out_dir: str | Path, *, resume: bool = False,
         if "scaler" in state:
             scaler.load_state_dict(state["scaler"])
         start = int(state["step"])
+        best = state.get("best", best)
         if rank == 0:
             _trim_log(log_path, start)
     end = cfg.steps if max_steps is None else min(cfg.steps, start + max_steps)
@@ -503,16 +545,23 @@ def train(config_path: str | Path, out_dir: str | Path, *, resume: bool = False,
                     log.write(json.dumps({"step": done, "lr": lr, "phase": name, "pairs_per_s": round(rate, 2),
                                           **{k: round(v, 5) for k, v in values.items()}}) + "\n")
                     log.flush()
-                if done % cfg.checkpoint_every == 0 or done == end:
-                    save_atomic(checkpoint_payload(model, run, done), ckpt)
-                    save_atomic({"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "step": done},
-                                optim_path)
                 if run.val.every and run.val.root and (done % run.val.every == 0 or done == cfg.steps):
                     scores = validate(model, run, dev)
-                    log.write(json.dumps({"step": done, "val_J": round(float(np.mean(list(scores.values()))), 4),
-                                          "val": {k: round(v, 4) for k, v in scores.items()}}) + "\n")
+                    val_j = float(np.mean(list(scores.values())))
+                    record = {"step": done, "val_J": round(val_j, 4),
+                              "val": {k: round(v, 4) for k, v in scores.items()}}
+                    if run.val.pairs:
+                        record.update({k: round(v, 5) for k, v in validate_pairs(model, run, dev).items()})
+                    log.write(json.dumps(record) + "\n")
                     log.flush()
                     apply_phase(model, name, cfg)
+                    if val_j > best["val_J"]:
+                        best = {"val_J": val_j, "step": done}
+                        save_atomic(checkpoint_payload(model, run, done), best_path)
+                if done % cfg.checkpoint_every == 0 or done == end:
+                    save_atomic(checkpoint_payload(model, run, done), ckpt)
+                    save_atomic({"optimizer": compact_state(optimizer.state_dict()), "scaler": scaler.state_dict(),
+                                 "step": done, "best": best}, optim_path)
     return ckpt
 
 

@@ -45,6 +45,7 @@ class AugmentConfig:
     elastic: float = 0.0  # probability of a smooth elastic warp of the search frame (masked targets)
     elastic_strength: float = 0.06  # displacement standard deviation, as a fraction of the target size
     paste: float = 0.0  # probability of moving the masked target onto another frame for the search image
+    occluder: float = 0.0  # probability of pasting another object over part of the target
 
 
 @dataclass
@@ -227,6 +228,10 @@ class PairSampler:
 
         if self._masked and rng.random() < aug.distractor:
             search, mask = self._paste_distractor(rng, search, mask)
+        if self._masked and aug.occluder and not negative and mask is not None and rng.random() < aug.occluder:
+            hidden, hidden_mask = self._paste_distractor(rng, search, mask, over=box)
+            if hidden_mask.sum() >= 0.4 * mask.sum():  # a target still there to track and segment
+                search, mask = hidden, hidden_mask
         gray = rng.random() < aug.gray
         template = photometric(rng, template, aug, gray)
         search = photometric(rng, search, aug, gray)
@@ -266,9 +271,13 @@ class PairSampler:
             return image, mask, box
         return out, new_mask, np.asarray(new_box)
 
-    def _paste_distractor(self, rng: np.random.Generator, search: np.ndarray,
-                          mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
-        """Paste another object (with its mask) at a random place; it hides what it covers."""
+    def _paste_distractor(self, rng: np.random.Generator, search: np.ndarray, mask: np.ndarray | None,
+                          over: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Paste another object (with its mask) at a random place; it hides what it covers.
+
+        ``over`` (a box x1, y1, x2, y2 in the crop): the object's centre lands on that box's edge
+        region, so it occludes part of the target and the mask must leave the hidden part out.
+        """
         _, track = self._masked[int(rng.integers(len(self._masked)))]
         idx = int(track.valid[rng.integers(track.valid.size)])
         img, omask, box = self._frame(track, idx)
@@ -276,10 +285,21 @@ class PairSampler:
             return search, mask
         center, size = geo.xywh_to_center(box)
         side = max(size) * math.exp(rng.uniform(-0.3, 0.5))
-        out = int(rng.integers(48, 128))
+        if over is None:
+            out = int(rng.integers(48, 128))
+        else:  # about half the target's size: it hides a part, not the whole
+            out = int(np.clip(max(over[2] - over[0], over[3] - over[1]) * rng.uniform(0.4, 0.8), 16, 128))
         patch = geo.context_crop(img, center, side, out, img.mean(axis=(0, 1)))
         alpha = geo.context_crop(omask, center, side, out, 0).astype(np.float32)[..., None] / 255.0
-        x0, y0 = (int(v) for v in rng.integers(0, geo.INSTANCE_SIZE - out, size=2))
+        if over is None:
+            x0, y0 = (int(v) for v in rng.integers(0, geo.INSTANCE_SIZE - out, size=2))
+        else:  # centred on a point of the target box's outline
+            if rng.random() < 0.5:
+                cx, cy = over[int(rng.integers(2)) * 2], rng.uniform(over[1], over[3])
+            else:
+                cx, cy = rng.uniform(over[0], over[2]), over[1 + int(rng.integers(2)) * 2]
+            x0 = int(np.clip(cx - out / 2, 0, geo.INSTANCE_SIZE - out - 1))
+            y0 = int(np.clip(cy - out / 2, 0, geo.INSTANCE_SIZE - out - 1))
         region = search[y0:y0 + out, x0:x0 + out].astype(np.float32)
         search = search.copy()
         search[y0:y0 + out, x0:x0 + out] = (alpha * patch + (1 - alpha) * region).astype(np.uint8)
