@@ -219,9 +219,9 @@ def evaluate_davis(root: str | Path, tracker: ObjectTracker | None = None, *, pr
     else:
         per_seq = {}
         for item in items:
+            per_seq[item.name] = _davis_sequence(item.name, item.frames, item.anns, None, pred_dir, None, _Clock())
             if on_sequence:
                 on_sequence(item.name, len(item.frames))
-            per_seq[item.name] = _davis_sequence(item.name, item.frames, item.anns, None, pred_dir, None, _Clock())
     objects = [o for s in per_seq.values() for o in s["objects"].values()]
     summary = _davis_means(objects)
     summary.update(sequences=len(per_seq), objects=len(objects),
