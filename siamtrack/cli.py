@@ -17,6 +17,7 @@ from siamtrack.errors import SiamtrackError
 # name -> "module:attribute" of a click.Command
 COMMANDS: dict[str, str] = {
     "run": "siamtrack.commands.run:run",
+    "batch": "siamtrack.commands.batch:batch",
     "webcam": "siamtrack.commands.webcam:webcam",
     "export-masks": "siamtrack.commands.export_masks:export_masks",
     "weights": "siamtrack.commands.weights:weights",

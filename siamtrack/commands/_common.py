@@ -10,12 +10,10 @@ import functools
 import math
 import os
 import re
-import shutil
 import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -106,6 +104,55 @@ def lost_options(func: Callable) -> Callable:
     return wrapper
 
 
+def threads_option(help_text: str = "Torch and OpenCV threads (default: one per core).") -> Callable:
+    return click.option("--threads", type=click.IntRange(min=1), default=None, help=help_text)
+
+
+def executor_options(func: Callable) -> Callable:
+    """--workers / --threads / --executor / --ray-address / --gpus-per-worker, received as one
+    ``parallel`` dict (keys ``workers``, ``threads``, ``executor``, ``address``, ``gpus``)."""
+    from siamtrack.executors import EXECUTORS
+
+    options = [
+        click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Videos tracked at once: worker processes (local) or Ray actors; 1 tracks in this process."),
+        threads_option("Torch and OpenCV threads per worker (default: cores // workers)."),
+        click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
+                     help="local: processes on this machine; ray: Ray tasks (pip install 'siamtrack[ray]')."),
+        click.option("--ray-address", default=None, metavar="ADDR",
+                     help="With --executor ray: an existing cluster (default: a local Ray instance)."),
+        click.option("--gpus-per-worker", type=click.FloatRange(min=0), default=None,
+                     help="With --executor ray: GPUs each worker asks for (default: 1 with --device cuda, else 0)."),
+    ]
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        parallel = {"workers": kwargs.pop("workers"), "threads": kwargs.pop("threads"),
+                    "executor": kwargs.pop("executor"), "address": kwargs.pop("ray_address"),
+                    "gpus": kwargs.pop("gpus_per_worker")}
+        if parallel["executor"] != "ray":
+            named = (("--ray-address", "address"), ("--gpus-per-worker", "gpus"))
+            given = [option for option, key in named if parallel[key] is not None]
+            if given:
+                raise click.UsageError(f"{given[0]} needs --executor ray")
+        return func(*args, parallel=parallel, **kwargs)
+
+    for opt in reversed(options):
+        wrapper = opt(wrapper)
+    return wrapper
+
+
+def make_executor(parallel: dict[str, Any], factory: Callable[[], ObjectTracker], device: str) -> Any:
+    """The executor of ``executor_options``; a local one validates the model here first (one
+    line before any work) and, with one worker, tracks with it in this process."""
+    from siamtrack.executors import make_executor as build
+
+    tracker = factory() if parallel["executor"] == "local" else None
+    gpus = parallel["gpus"] if parallel["gpus"] is not None else (1.0 if device == "cuda" else 0.0)
+    return build(parallel["executor"], factory, workers=parallel["workers"], threads=parallel["threads"],
+                 tracker=tracker, gpus=gpus, address=parallel["address"])
+
+
 def make_tracker(model: str | None, checkpoint: str | None, preset: str | None, device: str, precision: str,
                  lost: dict[str, Any] | None = None) -> ObjectTracker:
     """The tracker the options ask for (torch is imported here, not at CLI start-up); ``lost``:
@@ -151,77 +198,6 @@ def select_boxes(frame: Any, title: str = "siamtrack: drag boxes (Enter after ea
     if not boxes:
         raise SiamtrackError("no box was selected")
     return boxes  # type: ignore[return-value]
-
-
-def safe_name(name: str) -> str:
-    """A folder name from a source name (letters, digits, ``._-``)."""
-    return re.sub(r"[^\w.-]+", "_", name).strip("._") or "run"
-
-
-def new_run_dir(name: str, root: Path = Path("runs")) -> Path:
-    """``runs/<name>``, or ``runs/<name>2``, ``runs/<name>3``... whichever is free now (never reused)."""
-    base = root / name
-    candidate, n = base, 1
-    while candidate.exists():
-        n += 1
-        candidate = root / f"{name}{n}"
-    return candidate
-
-
-class OutDir:
-    """Where a command will write, checked up front but created only once there is something to write.
-
-    Without ``--out``: a new numbered folder ``runs/<name>``, ``runs/<name>2``, ... claimed
-    atomically, so concurrent runs never share one. With ``--out``: that folder, which must
-    be empty unless ``overwrite``; then the outputs a run writes (``owned``) are replaced,
-    nothing else in it is touched.
-    """
-
-    def __init__(self, out: str | Path | None, name: str, overwrite: bool, *, owned: Sequence[str] = (),
-                 root: Path = Path("runs")) -> None:
-        self.requested = Path(out) if out is not None else None
-        self.name = safe_name(name)
-        self.overwrite = overwrite
-        self.owned = tuple(owned)
-        self.root = root
-        self.path: Path | None = None
-        p = self.requested
-        if p is not None:
-            if p.exists() and not p.is_dir():
-                raise SiamtrackError(f"{p} exists and is not a folder")
-            if p.is_dir() and any(p.iterdir()) and not overwrite:
-                raise SiamtrackError(f"{p} already holds files; pass --overwrite to write into it")
-
-    def create(self) -> Path:
-        try:
-            if self.requested is None:
-                self.path = self._claim()
-            else:
-                self.path = self.requested
-                self.path.mkdir(parents=True, exist_ok=True)
-                for name in self.owned:
-                    target = self.path / name
-                    if target.is_dir() and not target.is_symlink():
-                        shutil.rmtree(target)
-                    elif target.exists() or target.is_symlink():
-                        target.unlink()
-            probe = self.path / ".siamtrack-write-test"
-            probe.write_text("")
-            probe.unlink()
-        except OSError as exc:
-            where = self.path or self.requested or self.root
-            raise SiamtrackError(f"cannot write to {where} ({exc.strerror or exc})") from None
-        return self.path
-
-    def _claim(self) -> Path:
-        self.root.mkdir(parents=True, exist_ok=True)
-        while True:
-            candidate = new_run_dir(self.name, self.root)
-            try:
-                candidate.mkdir()
-                return candidate
-            except FileExistsError:
-                continue  # taken between the look and the mkdir by another run
 
 
 def init_tracker(tracker: ObjectTracker, frame: Any, boxes: Sequence[Box]) -> list[int]:

@@ -27,11 +27,12 @@ def demo(model: str | None, checkpoint: str | None, preset: str | None, device: 
     import json
     from pathlib import Path
 
-    from siamtrack.commands._common import OutDir, first_frame, make_tracker
-    from siamtrack.commands.run import RUN_OUTPUTS, track_video
+    from siamtrack.commands._common import first_frame, make_tracker
+    from siamtrack.commands.run import track_video
     from siamtrack.errors import SiamtrackError
     from siamtrack.io.sources import open_source
     from siamtrack.io.synthetic import make_clip
+    from siamtrack.runs import RUN_OUTPUTS, OutDir
 
     clip = Path(clip_dir)
     truth = clip / "groundtruth.json"

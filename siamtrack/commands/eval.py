@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from siamtrack.commands._common import model_options, user_errors
+from siamtrack.commands._common import executor_options, model_options, user_errors
 
 TRACKERS = ("siammask", "opencv-mil", "opencv-csrt", "opencv-kcf")
 
@@ -23,11 +23,16 @@ def eval_group() -> None:
       siamtrack eval davis path/to/DAVIS --split val --model siammask-davis --preset davis
       siamtrack eval davis path/to/DAVIS --pred my_masks/
       siamtrack eval boxes path/to/sequences --tracker opencv-mil --restart
+      siamtrack eval davis path/to/DAVIS --split val --workers 4
+
+    With --workers N the sequences are tracked N at a time (worker processes, or Ray actors with
+    --executor ray); the scores are the same as with one.
     """
 
 
 def _tracker(name: str, model, checkpoint, preset, device, precision):
-    """The tracker to score: a SiamMask model from the usual options, or an OpenCV baseline."""
+    """The tracker to score: a SiamMask model from the usual options, or an OpenCV baseline
+    (module-level, so that worker processes can build it from the same arguments)."""
     if name == "siammask":
         from siamtrack.commands._common import make_tracker
 
@@ -35,6 +40,15 @@ def _tracker(name: str, model, checkpoint, preset, device, precision):
     from siamtrack.eval.baselines import OpenCVTracker
 
     return OpenCVTracker(name)
+
+
+def _executor(parallel: dict, tracker_name: str, model, checkpoint, preset, device, precision):
+    import functools
+
+    from siamtrack.commands._common import make_executor
+
+    factory = functools.partial(_tracker, tracker_name, model, checkpoint, preset, device, precision)
+    return make_executor(parallel, factory, device)
 
 
 def _progress(quiet: bool):
@@ -50,7 +64,7 @@ def _results_dir(out: str | None, default_name: str) -> Iterator[Any]:
     the folder is new and still empty."""
     from pathlib import Path
 
-    from siamtrack.commands._common import OutDir
+    from siamtrack.runs import OutDir
 
     existed = out is not None and Path(out).exists()
     path = OutDir(Path(out) if out else None, default_name, overwrite=True).create()
@@ -132,6 +146,7 @@ def _interval(ctx: click.Context, param: click.Parameter, text: str | None) -> t
 @click.option("--tracker", "tracker_name", type=click.Choice(TRACKERS), default="siammask", show_default=True,
               help="siammask, or an OpenCV baseline scored with its filled box as the mask.")
 @model_options
+@executor_options
 @click.option("--pred", type=click.Path(exists=True, file_okay=False), default=None,
               help="Score existing masks (<pred>/<seq>/<frame>.png, 0/255 or palette) instead of tracking.")
 @click.option("--out", default=None, type=click.Path(file_okay=False),
@@ -142,8 +157,8 @@ def _interval(ctx: click.Context, param: click.Parameter, text: str | None) -> t
 @click.option("--quiet", is_flag=True)
 @user_errors
 def davis(root: str, sequences: str | None, split: str | None, tracker_name: str, model, checkpoint, preset, device,
-          precision, pred: str | None, out: str | None, max_frames: int | None, save_masks: str | None,
-          quiet: bool) -> None:
+          precision, parallel: dict, pred: str | None, out: str | None, max_frames: int | None,
+          save_masks: str | None, quiet: bool) -> None:
     """J and F (mean, recall, decay) on a DAVIS folder (JPEGImages/480p, Annotations/480p).
 
     Each sequence starts from the bounding box of its first-frame mask (one per object);
@@ -155,11 +170,15 @@ def davis(root: str, sequences: str | None, split: str | None, tracker_name: str
         raise click.UsageError("--save-masks needs tracking; it cannot be used with --pred")
     if split and sequences:
         raise click.UsageError("give --split or --sequences, not both")
+    if pred and (parallel["workers"] > 1 or parallel["executor"] != "local"):
+        raise click.UsageError("--workers and --executor are for tracking; --pred only scores")
     names = split_sequences(root, split) if split else _names(sequences)
-    tracker = None if pred else _tracker(tracker_name, model, checkpoint, preset, device, precision)
-    with _results_dir(out, "eval-davis") as out_dir:
-        results = evaluate_davis(root, tracker, pred_dir=pred, sequences=names, max_frames=max_frames,
-                                 save_masks=save_masks, on_sequence=_progress(quiet))
+    with contextlib.ExitStack() as stack:
+        executor = None if pred else stack.enter_context(
+            _executor(parallel, tracker_name, model, checkpoint, preset, device, precision))
+        out_dir = stack.enter_context(_results_dir(out, "eval-davis"))
+        results = evaluate_davis(root, pred_dir=pred, sequences=names, max_frames=max_frames, save_masks=save_masks,
+                                 on_sequence=_progress(quiet), executor=executor)
         _report(results, out_dir, quiet)
 
 
@@ -168,6 +187,7 @@ def davis(root: str, sequences: str | None, split: str | None, tracker_name: str
 @click.option("--sequences", default=None, metavar="A,B,...", help="Comma-separated sequence names (default: all).")
 @click.option("--tracker", "tracker_name", type=click.Choice(TRACKERS), default="siammask", show_default=True)
 @model_options
+@executor_options
 @click.option("--restart", is_flag=True, help="VOT protocol: re-initialise 5 frames after each failure (zero overlap).")
 @click.option("--eao-interval", default=None, metavar="LO,HI", callback=_interval,
               help="With --restart: the sequence lengths EAO averages (default: 100,356, as VOT-2018).")
@@ -177,7 +197,7 @@ def davis(root: str, sequences: str | None, split: str | None, tracker_name: str
 @click.option("--quiet", is_flag=True)
 @user_errors
 def boxes(root: str, sequences: str | None, tracker_name: str, model, checkpoint, preset, device, precision,
-          restart: bool, eao_interval: tuple[int, int] | None, out: str | None, max_frames: int | None,
+          parallel: dict, restart: bool, eao_interval: tuple[int, int] | None, out: str | None, max_frames: int | None,
           quiet: bool) -> None:
     """Success AUC and precision at 20 px (one pass), or accuracy, failures and EAO with --restart.
 
@@ -189,9 +209,9 @@ def boxes(root: str, sequences: str | None, tracker_name: str, model, checkpoint
 
     if eao_interval and not restart:
         raise click.UsageError("--eao-interval needs --restart (EAO is a restart-protocol score)")
-    tracker = _tracker(tracker_name, model, checkpoint, preset, device, precision)
-    with _results_dir(out, "eval-boxes-restart" if restart else "eval-boxes") as out_dir:
-        results = evaluate_boxes(root, tracker, restart=restart, sequences=_names(sequences),
-                                 max_frames=max_frames, eao_interval=eao_interval or EAO_INTERVAL,
-                                 on_sequence=_progress(quiet))
+    with _executor(parallel, tracker_name, model, checkpoint, preset, device, precision) as executor, \
+            _results_dir(out, "eval-boxes-restart" if restart else "eval-boxes") as out_dir:
+        results = evaluate_boxes(root, restart=restart, sequences=_names(sequences), max_frames=max_frames,
+                                 eao_interval=eao_interval or EAO_INTERVAL, on_sequence=_progress(quiet),
+                                 executor=executor)
         _report(results, out_dir, quiet)

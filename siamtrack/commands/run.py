@@ -7,9 +7,7 @@ from typing import Any
 
 import click
 
-from siamtrack.commands._common import bbox_option, lost_options, model_options, user_errors
-
-RUN_OUTPUTS = ("annotated.mp4", "masks", "tracks.json", "tracks.jsonl")
+from siamtrack.commands._common import bbox_option, lost_options, model_options, threads_option, user_errors
 
 
 @click.command()
@@ -17,6 +15,7 @@ RUN_OUTPUTS = ("annotated.mp4", "masks", "tracks.json", "tracks.jsonl")
 @bbox_option()
 @model_options
 @lost_options
+@threads_option()
 @click.option("--out", default=None, type=click.Path(file_okay=False),
               help="Output folder (default: a new numbered runs/<source-name> folder).")
 @click.option("--overwrite", is_flag=True, help="Allow writing into an existing, non-empty --out folder.")
@@ -29,8 +28,8 @@ RUN_OUTPUTS = ("annotated.mp4", "masks", "tracks.json", "tracks.jsonl")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
 @user_errors
 def run(source: str, bboxes: tuple[str, ...], model: str | None, checkpoint: str | None, preset: str | None,
-        device: str, precision: str, out: str | None, overwrite: bool, start: int, max_frames: int | None,
-        no_video: bool, no_masks: bool, show: bool, quiet: bool, lost: dict) -> None:
+        device: str, precision: str, threads: int | None, out: str | None, overwrite: bool, start: int,
+        max_frames: int | None, no_video: bool, no_masks: bool, show: bool, quiet: bool, lost: dict) -> None:
     """Track and segment objects in SOURCE: a video file, an image folder or a glob.
 
     \b
@@ -45,8 +44,9 @@ def run(source: str, bboxes: tuple[str, ...], model: str | None, checkpoint: str
     """
     import contextlib
 
-    from siamtrack.commands._common import OutDir, first_frame, has_display, make_tracker, parse_bbox, select_boxes
+    from siamtrack.commands._common import first_frame, has_display, make_tracker, parse_bbox, select_boxes
     from siamtrack.io.sources import open_source
+    from siamtrack.runs import RUN_OUTPUTS, OutDir
 
     boxes = [parse_bbox(b) for b in bboxes]
     if show and not has_display():
@@ -58,34 +58,13 @@ def run(source: str, bboxes: tuple[str, ...], model: str | None, checkpoint: str
         first = first_frame(frames)
         if not boxes:
             boxes = select_boxes(first.image)
+        if threads is not None:
+            from siamtrack.executors import set_threads
+
+            set_threads(threads)
         tracker = make_tracker(model, checkpoint, preset, device, precision, lost)
         track_video(tracker, src, frames, first, boxes, out_dir, source_label=source, video=not no_video,
                     masks=not no_masks, show=show, quiet=quiet, total=src.expected(start, max_frames))
-
-
-def run_meta(tracker: Any, src: Any, source_label: str, boxes: list[tuple[float, ...]], start: int) -> dict:
-    """What tracks.json says about the run: source, model, preset, versions, fps."""
-    import platform
-
-    import cv2
-    import imageio_ffmpeg
-    import numpy as np
-
-    from siamtrack import __version__
-
-    versions = {"siamtrack": __version__, "python": platform.python_version(), "numpy": np.__version__,
-                "opencv": cv2.__version__, "imageio-ffmpeg": imageio_ffmpeg.__version__}
-    try:
-        import torch
-
-        versions["torch"] = torch.__version__
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
-    preset = tracker.preset.to_dict() if hasattr(tracker.preset, "to_dict") else str(tracker.preset)
-    return {"source": source_label, "source_name": src.name, "fps": src.fps, "size": list(src.size),
-            "start": start, "model": tracker.model_name, "arch": tracker.arch, "preset": preset,
-            "precision": tracker.precision, "device": str(tracker.device), "versions": versions,
-            "objects": [{"obj_id": i, "init_box": [round(v, 3) for v in b]} for i, b in enumerate(boxes)]}
 
 
 def track_video(tracker: Any, src: Any, frames: Any, first: Any, boxes: list, out_dir: Any, *, source_label: str,
@@ -100,13 +79,8 @@ def track_video(tracker: Any, src: Any, frames: Any, first: Any, boxes: list, ou
     outputs are finalised for the frames done and the exit code is 128 + the signal.
     """
     from siamtrack.commands._common import Progress, echo_warning
-    from siamtrack.io.sinks import RunOutputs, render
-    from siamtrack.stream import Start, track_stream
-
-    def open_outputs(start: Start) -> RunOutputs:
-        path = out_dir.create()
-        return RunOutputs(path, run_meta(tracker, src, source_label, start.boxes, start.first.index), fps=src.fps,
-                          size=start.size, video=video, masks=masks)
+    from siamtrack.io.sinks import render
+    from siamtrack.runs import track_to_folder
 
     def on_frame(frame: Any, results: list) -> Any:
         return _show(render(frame.image, results))
@@ -114,8 +88,9 @@ def track_video(tracker: Any, src: Any, frames: Any, first: Any, boxes: list, ou
     progress = Progress(total, quiet)
     try:
         with progress:
-            summary = track_stream(tracker, frames, boxes, open_outputs, first=first, progress=progress,
-                                   on_frame=on_frame if show else None, warn=echo_warning)
+            summary = track_to_folder(tracker, src, frames, boxes, out_dir, source_label=source_label, video=video,
+                                      masks=masks, first=first, progress=progress,
+                                      on_frame=on_frame if show else None, warn=echo_warning)
     finally:
         if show:
             _close_window()

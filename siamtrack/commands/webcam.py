@@ -71,9 +71,10 @@ def _headless(spec: int | str, boxes: list, model: tuple, max_frames: int | None
     """``run`` on a camera: the shared streaming loop into run's outputs, no window."""
     import contextlib
 
-    from siamtrack.commands._common import OutDir, first_frame, make_tracker
-    from siamtrack.commands.run import RUN_OUTPUTS, track_video
+    from siamtrack.commands._common import first_frame, make_tracker
+    from siamtrack.commands.run import track_video
     from siamtrack.io.sources import Camera, camera_name
+    from siamtrack.runs import RUN_OUTPUTS, OutDir
 
     out_dir = OutDir(out, camera_name(spec), overwrite, owned=RUN_OUTPUTS)
     with Camera(spec) as cam:

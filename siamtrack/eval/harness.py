@@ -3,13 +3,19 @@
 Any ``siamtrack.tracker.ObjectTracker`` works: ``init(frame, boxes)`` and ``track(frame)``
 returning ``TrackResult`` s in id order (the SiamMask ``Tracker``, the OpenCV baselines,
 a test's fake). Scores go through the pure functions of ``davis`` and ``boxes``.
+
+Sequences are independent: each is one task for a ``siamtrack.executors`` executor (in this
+process by default; worker processes or Ray with ``--workers``). Everything a sequence needs
+is checked before any is tracked, and the results are assembled in sequence order, so an
+evaluation on several workers writes the same scores as one in this process.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +30,7 @@ from siamtrack.io.sinks import write_label_png
 from siamtrack.io.sources import read_image
 
 if TYPE_CHECKING:
+    from siamtrack.executors import Executor
     from siamtrack.tracker import ObjectTracker, TrackResult
 
 DAVIS_COLUMNS = ("J_mean", "J_recall", "J_decay", "F_mean", "F_recall", "F_decay", "JF_mean")
@@ -32,13 +39,29 @@ RESTART_COLUMNS = ("accuracy", "failures")
 
 
 class _Clock:
-    """Seconds spent inside tracker calls, for an fps that excludes disk reads and scoring."""
+    """Seconds spent inside tracker calls, for an fps that excludes disk reads and scoring.
 
-    def __init__(self) -> None:
+    ``stopped`` (an executor's) is looked at before each frame: a worker asked to stop (the
+    parent was interrupted) ends its sequence there.
+    """
+
+    def __init__(self, stopped: Callable[[], bool] = lambda: False) -> None:
         self.seconds = 0.0
         self.frames = 0
+        self.stopped = stopped
+
+    def add(self, part: tuple[int, float]) -> None:
+        """Frames and seconds of another clock (a worker's)."""
+        self.frames += part[0]
+        self.seconds += part[1]
+
+    @property
+    def part(self) -> tuple[int, float]:
+        return self.frames, self.seconds
 
     def track(self, tracker: ObjectTracker, frame: np.ndarray) -> list[TrackResult]:
+        if self.stopped():
+            raise KeyboardInterrupt
         t0 = time.perf_counter()
         out = tracker.track(frame)
         self.seconds += time.perf_counter() - t0
@@ -123,36 +146,82 @@ def pred_objects(label: np.ndarray, n_objects: int, path: Path) -> dict[int, np.
     return {i: label == i for i in range(1, n_objects + 1)}
 
 
+_TaskResult = tuple[dict[str, Any], tuple[int, float], dict[str, Any]]  # scores, (frames, seconds), tracker meta
+
+
+@dataclass(frozen=True)
+class _Sequence:
+    """One sequence as a task for an executor: DAVIS frames and annotations, or box ground truth."""
+
+    name: str
+    frames: list[Path]
+    anns: list[Path] | None = None  # DAVIS
+    save_masks: str | Path | None = None  # DAVIS
+    polys: np.ndarray | None = None  # boxes: (N, 4, 2)
+    rotated: bool = False  # boxes
+    restart: bool = False  # boxes
+
+
+def _track_sequences(task: Callable, items: Sequence[_Sequence], tracker: ObjectTracker | None,
+                     executor: Executor | None,
+                     on_sequence: Callable[[str, int], None] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every item through ``task`` on the executor (or in this process with ``tracker``):
+    the per-sequence results in the items' order, and the tracker and speed metadata."""
+    from siamtrack.executors import InlineExecutor
+
+    runner = executor if executor is not None else InlineExecutor(tracker)
+    done: dict[int, Any] = {}
+    clock = _Clock()
+    meta: dict[str, Any] = {}
+    for index, (result, part, about) in runner.map(task, items):
+        done[index] = result
+        clock.add(part)
+        meta = about
+        if on_sequence:
+            on_sequence(items[index].name, len(items[index].frames))
+    return {items[i].name: done[i] for i in range(len(items))}, {**meta, **clock.meta()}
+
+
 def evaluate_davis(root: str | Path, tracker: ObjectTracker | None = None, *, pred_dir: str | Path | None = None,
                    sequences: list[str] | None = None, max_frames: int | None = None,
                    save_masks: str | Path | None = None, resolution: str = "480p",
-                   on_sequence: Callable[[str, int], None] | None = None) -> dict[str, Any]:
+                   on_sequence: Callable[[str, int], None] | None = None,
+                   executor: Executor | None = None) -> dict[str, Any]:
     """J and F per object (frames 1..N-2 scored), per sequence and overall.
 
-    With ``tracker``, each sequence is initialised from the bounding boxes of its first-frame
-    masks and tracked; with ``pred_dir`` (``<pred>/<seq>/<frame>.png``) existing masks are scored.
+    With ``tracker`` (or ``executor``, whose workers have their own), each sequence is
+    initialised from the bounding boxes of its first-frame masks and tracked; with
+    ``pred_dir`` (``<pred>/<seq>/<frame>.png``) existing masks are scored. ``on_sequence``
+    hears of each sequence as it is scored.
     """
-    if (tracker is None) == (pred_dir is None):
-        raise ValueError("give a tracker or a prediction folder")
+    if (tracker is None and executor is None) == (pred_dir is None):
+        raise ValueError("give a tracker (or an executor) or a prediction folder")
     root = Path(root)
     img_root, ann_root = davis_layout(root, resolution)
     names = sorted(p.name for p in img_root.iterdir() if p.is_dir() and (ann_root / p.name).is_dir())
     names = _select(names, sequences, img_root)
     if not names:
         raise SiamtrackError(f"{root}: no sequence has both images and annotations")
-    clock = _Clock()
-    per_seq: dict[str, Any] = {}
+    items = []
     for name in names:
         frames = list_images(img_root / name)[:max_frames]
         if len(frames) < 3:
             raise SiamtrackError(f"{name}: {len(frames)} frame(s); DAVIS scoring needs at least 3")
-        if on_sequence:
-            on_sequence(name, len(frames))
         anns = [ann_root / name / f"{f.stem}.png" for f in frames]
         missing = [a.name for a in anns if not a.is_file()]
         if missing:
             raise SiamtrackError(f"{name}: no annotation for frame(s) {', '.join(missing[:3])}")
-        per_seq[name] = _davis_sequence(name, frames, anns, tracker, pred_dir, save_masks, clock)
+        # absolute paths: a worker (a Ray actor above all) need not share this process's folder
+        items.append(_Sequence(name, [f.absolute() for f in frames], [a.absolute() for a in anns],
+                               None if save_masks is None else Path(save_masks).absolute()))
+    if pred_dir is None:
+        per_seq, tracked = _track_sequences(_davis_task, items, tracker, executor, on_sequence)
+    else:
+        per_seq = {}
+        for item in items:
+            per_seq[item.name] = _davis_sequence(item.name, item.frames, item.anns, None, pred_dir, None, _Clock())
+            if on_sequence:
+                on_sequence(item.name, len(item.frames))
     objects = [o for s in per_seq.values() for o in s["objects"].values()]
     summary = _davis_means(objects)
     summary.update(sequences=len(per_seq), objects=len(objects),
@@ -162,11 +231,17 @@ def evaluate_davis(root: str | Path, tracker: ObjectTracker | None = None, *, pr
             "protocol": "semi-supervised: initialised with the bounding box of each first-frame mask; "
                         "frames 1..N-2 scored (first and last left out, as the official DAVIS code)",
             "bound_th": dv.BOUND_TH}
-    if tracker is not None:
-        meta.update(tracker_meta(tracker), **clock.meta())
+    if pred_dir is None:
+        meta.update(tracked)
     else:
         meta.update(tracker="pred", pred=str(pred_dir))
     return {"benchmark": "davis", "meta": meta, "summary": summary, "sequences": per_seq}
+
+
+def _davis_task(tracker: ObjectTracker, item: _Sequence, stopped: Callable[[], bool]) -> _TaskResult:
+    clock = _Clock(stopped)
+    result = _davis_sequence(item.name, item.frames, item.anns, tracker, None, item.save_masks, clock)
+    return result, clock.part, tracker_meta(tracker)
 
 
 def _davis_means(objects: list[dict[str, Any]]) -> dict[str, float]:
@@ -256,55 +331,28 @@ def box_sequences(root: Path) -> list[tuple[str, list[Path], np.ndarray, bool]]:
     return out
 
 
-def evaluate_boxes(root: str | Path, tracker: ObjectTracker, *, restart: bool = False,
+def evaluate_boxes(root: str | Path, tracker: ObjectTracker | None = None, *, restart: bool = False,
                    sequences: list[str] | None = None, max_frames: int | None = None,
                    eao_interval: tuple[int, int] = bx.EAO_INTERVAL,
-                   on_sequence: Callable[[str, int], None] | None = None) -> dict[str, Any]:
+                   on_sequence: Callable[[str, int], None] | None = None,
+                   executor: Executor | None = None) -> dict[str, Any]:
     """One-pass evaluation (success AUC, precision at 20 px), or the VOT restart protocol with EAO
-    averaged over the sequence lengths ``eao_interval``."""
+    averaged over the sequence lengths ``eao_interval``; tracked with ``tracker`` in this
+    process, or on ``executor``'s workers."""
+    if tracker is None and executor is None:
+        raise ValueError("give a tracker or an executor")
     root = Path(root)
     found = box_sequences(root)
     if not found:
         raise SiamtrackError(f"{root}: no box sequences (<seq>/groundtruth.txt with frames)")
     chosen = _select([f[0] for f in found], sequences, root)
-    clock = _Clock()
-    per_seq: dict[str, Any] = {}
+    items = []
     for name, frames, polys, rotated in (f for f in found if f[0] in chosen):
-        frames, polys = frames[:max_frames], polys[:max_frames]
-        if on_sequence:
-            on_sequence(name, len(frames))
-
-        def init_box(f: int, polys=polys, rotated=rotated) -> tuple[float, float, float, float]:
-            p = polys[f]
-            return bx.vot_init_box(p) if rotated else (p[0, 0], p[0, 1], p[2, 0] - p[0, 0], p[2, 1] - p[0, 1])
-
-        def predict(results, rotated=rotated) -> np.ndarray | None:
-            r = results[0]
-            if r.box is None:  # lost: a missing box (its rotated box is None too)
-                return None
-            return np.asarray(r.rotated.points, np.float64) if rotated else bx.box_polygon(r.box)
-
-        info = {"frames": len(frames), "groundtruth": "poly8" if rotated else "xywh"}
-        if restart:
-            shape = read_image(frames[0]).shape
-
-            def init(f: int, frames=frames, init_box=init_box) -> None:
-                tracker.init(read_image(frames[f]), [init_box(f)])
-
-            def step(f: int, frames=frames, predict=predict) -> np.ndarray:
-                found = predict(clock.track(tracker, read_image(frames[f])))
-                return bx.MISSING_BOX if found is None else found  # overlap 0: a failure
-
-            res = bx.vot_restart(len(frames), polys, init, step, bounds=(shape[1], shape[0]))
-            per_seq[name] = {**info, **res}
-        else:
-            if not bx.valid_groundtruth(polys[0]):
-                raise SiamtrackError(f"{name}: the first frame has no ground-truth box to start from")
-            first = init_box(0)
-            tracker.init(read_image(frames[0]), [first])
-            preds = [bx.box_polygon(first)]
-            preds += [predict(clock.track(tracker, read_image(f))) for f in frames[1:]]
-            per_seq[name] = {**info, **bx.ope_sequence(preds, polys)}
+        if not restart and not bx.valid_groundtruth(polys[0]):
+            raise SiamtrackError(f"{name}: the first frame has no ground-truth box to start from")
+        items.append(_Sequence(name, [f.absolute() for f in frames[:max_frames]], polys=polys[:max_frames],
+                               rotated=rotated, restart=restart))
+    per_seq, tracked = _track_sequences(_boxes_task, items, tracker, executor, on_sequence)
     seqs = list(per_seq.values())
     summary = bx.restart_summary(seqs, eao_interval) if restart else bx.ope_summary(seqs)
     summary["sequences"] = len(seqs)
@@ -314,9 +362,44 @@ def evaluate_boxes(root: str | Path, tracker: ObjectTracker, *, restart: bool = 
                 f"EAO over sequence lengths {eao_interval[0]}..{eao_interval[1]}"
                 if restart else "OTB one-pass: all frames scored (frame 0 = the initial box); "
                                 "sequence curves averaged")
-    meta = {"benchmark": benchmark, "root": str(root), "max_frames": max_frames, "protocol": protocol,
-            **tracker_meta(tracker), **clock.meta()}
+    meta = {"benchmark": benchmark, "root": str(root), "max_frames": max_frames, "protocol": protocol, **tracked}
     return {"benchmark": benchmark, "meta": meta, "summary": summary, "sequences": per_seq}
+
+
+def _boxes_task(tracker: ObjectTracker, item: _Sequence, stopped: Callable[[], bool]) -> _TaskResult:
+    """One box sequence, one pass or with restarts."""
+    clock = _Clock(stopped)
+    frames, polys, rotated = item.frames, item.polys, item.rotated
+
+    def init_box(f: int) -> tuple[float, float, float, float]:
+        p = polys[f]
+        return bx.vot_init_box(p) if rotated else (p[0, 0], p[0, 1], p[2, 0] - p[0, 0], p[2, 1] - p[0, 1])
+
+    def predict(results) -> np.ndarray | None:
+        r = results[0]
+        if r.box is None:  # lost: a missing box (its rotated box is None too)
+            return None
+        return np.asarray(r.rotated.points, np.float64) if rotated else bx.box_polygon(r.box)
+
+    info = {"frames": len(frames), "groundtruth": "poly8" if rotated else "xywh"}
+    if item.restart:
+        shape = read_image(frames[0]).shape
+
+        def init(f: int) -> None:
+            tracker.init(read_image(frames[f]), [init_box(f)])
+
+        def step(f: int) -> np.ndarray:
+            found = predict(clock.track(tracker, read_image(frames[f])))
+            return bx.MISSING_BOX if found is None else found  # overlap 0: a failure
+
+        result = {**info, **bx.vot_restart(len(frames), polys, init, step, bounds=(shape[1], shape[0]))}
+    else:
+        first = init_box(0)
+        tracker.init(read_image(frames[0]), [first])
+        preds = [bx.box_polygon(first)]
+        preds += [predict(clock.track(tracker, read_image(f))) for f in frames[1:]]
+        result = {**info, **bx.ope_sequence(preds, polys)}
+    return result, clock.part, tracker_meta(tracker)
 
 
 # Output ---------------------------------------------------------------------------------------
