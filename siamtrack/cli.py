@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "run": "siamtrack.commands.run:run",
     "webcam": "siamtrack.commands.webcam:webcam",
     "export-masks": "siamtrack.commands.export_masks:export_masks",
+    "export": "siamtrack.commands.export:export_group",
     "weights": "siamtrack.commands.weights:weights",
     "demo": "siamtrack.commands.demo:demo",
     "eval": "siamtrack.commands.eval:eval_group",
