@@ -26,12 +26,12 @@ def eval_group() -> None:
     """
 
 
-def _tracker(name: str, model, checkpoint, preset, device, precision):
+def _tracker(name: str, model, checkpoint, preset, device, precision, backend):
     """The tracker to score: a SiamMask model from the usual options, or an OpenCV baseline."""
     if name == "siammask":
         from siamtrack.commands._common import make_tracker
 
-        return make_tracker(model, checkpoint, preset, device, precision)
+        return make_tracker(model, checkpoint, preset, device, precision, backend=backend)
     from siamtrack.eval.baselines import OpenCVTracker
 
     return OpenCVTracker(name)
@@ -142,7 +142,7 @@ def _interval(ctx: click.Context, param: click.Parameter, text: str | None) -> t
 @click.option("--quiet", is_flag=True)
 @user_errors
 def davis(root: str, sequences: str | None, split: str | None, tracker_name: str, model, checkpoint, preset, device,
-          precision, pred: str | None, out: str | None, max_frames: int | None, save_masks: str | None,
+          precision, backend, pred: str | None, out: str | None, max_frames: int | None, save_masks: str | None,
           quiet: bool) -> None:
     """J and F (mean, recall, decay) on a DAVIS folder (JPEGImages/480p, Annotations/480p).
 
@@ -156,7 +156,7 @@ def davis(root: str, sequences: str | None, split: str | None, tracker_name: str
     if split and sequences:
         raise click.UsageError("give --split or --sequences, not both")
     names = split_sequences(root, split) if split else _names(sequences)
-    tracker = None if pred else _tracker(tracker_name, model, checkpoint, preset, device, precision)
+    tracker = None if pred else _tracker(tracker_name, model, checkpoint, preset, device, precision, backend)
     with _results_dir(out, "eval-davis") as out_dir:
         results = evaluate_davis(root, tracker, pred_dir=pred, sequences=names, max_frames=max_frames,
                                  save_masks=save_masks, on_sequence=_progress(quiet))
@@ -177,7 +177,7 @@ def davis(root: str, sequences: str | None, split: str | None, tracker_name: str
 @click.option("--quiet", is_flag=True)
 @user_errors
 def boxes(root: str, sequences: str | None, tracker_name: str, model, checkpoint, preset, device, precision,
-          restart: bool, eao_interval: tuple[int, int] | None, out: str | None, max_frames: int | None,
+          backend, restart: bool, eao_interval: tuple[int, int] | None, out: str | None, max_frames: int | None,
           quiet: bool) -> None:
     """Success AUC and precision at 20 px (one pass), or accuracy, failures and EAO with --restart.
 
@@ -189,7 +189,7 @@ def boxes(root: str, sequences: str | None, tracker_name: str, model, checkpoint
 
     if eao_interval and not restart:
         raise click.UsageError("--eao-interval needs --restart (EAO is a restart-protocol score)")
-    tracker = _tracker(tracker_name, model, checkpoint, preset, device, precision)
+    tracker = _tracker(tracker_name, model, checkpoint, preset, device, precision, backend)
     with _results_dir(out, "eval-boxes-restart" if restart else "eval-boxes") as out_dir:
         results = evaluate_boxes(root, tracker, restart=restart, sequences=_names(sequences),
                                  max_frames=max_frames, eao_interval=eao_interval or EAO_INTERVAL,

@@ -29,7 +29,7 @@ RUN_OUTPUTS = ("annotated.mp4", "masks", "tracks.json", "tracks.jsonl")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
 @user_errors
 def run(source: str, bboxes: tuple[str, ...], model: str | None, checkpoint: str | None, preset: str | None,
-        device: str, precision: str, out: str | None, overwrite: bool, start: int, max_frames: int | None,
+        device: str, precision: str, backend: str, out: str | None, overwrite: bool, start: int, max_frames: int | None,
         no_video: bool, no_masks: bool, show: bool, quiet: bool, lost: dict) -> None:
     """Track and segment objects in SOURCE: a video file, an image folder or a glob.
 
@@ -58,7 +58,7 @@ def run(source: str, bboxes: tuple[str, ...], model: str | None, checkpoint: str
         first = first_frame(frames)
         if not boxes:
             boxes = select_boxes(first.image)
-        tracker = make_tracker(model, checkpoint, preset, device, precision, lost)
+        tracker = make_tracker(model, checkpoint, preset, device, precision, lost, backend)
         track_video(tracker, src, frames, first, boxes, out_dir, source_label=source, video=not no_video,
                     masks=not no_masks, show=show, quiet=quiet, total=src.expected(start, max_frames))
 
@@ -84,7 +84,8 @@ def run_meta(tracker: Any, src: Any, source_label: str, boxes: list[tuple[float,
     preset = tracker.preset.to_dict() if hasattr(tracker.preset, "to_dict") else str(tracker.preset)
     return {"source": source_label, "source_name": src.name, "fps": src.fps, "size": list(src.size),
             "start": start, "model": tracker.model_name, "arch": tracker.arch, "preset": preset,
-            "precision": tracker.precision, "device": str(tracker.device), "versions": versions,
+            "precision": tracker.precision, "backend": getattr(tracker, "backend", None),
+            "device": str(tracker.device), "versions": versions,
             "objects": [{"obj_id": i, "init_box": [round(v, 3) for v in b]} for i, b in enumerate(boxes)]}
 
 
@@ -151,6 +152,7 @@ def _summary(tracker: Any, summary: dict, fps: float, n_objects: int, path: Path
 
     rows: list[tuple[str, Any]] = [("frames", summary["frames"]), ("objects", n_objects), ("fps", f"{fps:.1f}"),
                                    ("model", tracker.model_name), ("precision", tracker.precision),
+                                   ("backend", getattr(tracker, "backend", "torch")),
                                    ("device", tracker.device), ("tracks", summary["tracks"])]
     if summary["video"] is not None:
         rows.append(("video", summary["video"]))
