@@ -26,5 +26,6 @@ PRESET_VALUES: dict[str, dict[str, Any]] = {
 PRECISIONS = ("auto", "fp32", "fp32-reference", "bf16", "fp16", "int8")
 # torch runs every precision but int8; onnxruntime (CPU) runs auto (= fp32), fp32 and int8.
 BACKENDS = ("torch", "onnxruntime")
-BACKEND_PRECISIONS = {"torch": PRECISIONS[:-1], "onnxruntime": ("auto", "fp32", "int8")}
+BACKEND_PRECISIONS = {"torch": ("auto", "fp32", "fp32-reference", "bf16", "fp16"),
+                      "onnxruntime": ("auto", "fp32", "int8")}
 DEVICES = ("auto", "cpu", "cuda")

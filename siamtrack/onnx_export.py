@@ -43,6 +43,7 @@ IMAGE_LAYOUT = "NCHW float32, BGR, raw 0..255 (no normalisation: the graph holds
 
 
 def onnx_missing() -> SiamtrackError:
+    """The one-line error for a missing ``onnx`` extra."""
     return SiamtrackError("ONNX export and the onnxruntime backend need onnx and onnxruntime: "
                           "pip install 'siamtrack[onnx]'")
 

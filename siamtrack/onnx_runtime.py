@@ -41,7 +41,7 @@ def model_digest(model: nn.Module) -> str:
     for key, value in model.state_dict().items():
         t = value.detach().cpu().contiguous()
         h.update(f"{key} {t.dtype} {tuple(t.shape)}".encode())
-        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+        h.update(t.numpy().tobytes())
     return h.hexdigest()[:16]
 
 
@@ -66,8 +66,7 @@ def _note(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def cached_export(model: nn.Module, precision: str, *, model_name: str | None = None,
-                  calibration: str | Path | None = None) -> Path:
+def cached_export(model: nn.Module, precision: str, *, model_name: str | None = None) -> Path:
     """The export folder of ``model`` in ``precision``, made now (with a note on stderr) if not cached."""
     from siamtrack.onnx_export import write_export
 
@@ -83,7 +82,7 @@ def cached_export(model: nn.Module, precision: str, *, model_name: str | None = 
 
     int8 = root / "int8"
     if not (int8 / SIDECAR).is_file():
-        source = calibration_root(calibration)
+        source = calibration_root()
         _note(f"quantizing {meta['model']} to int8 with crops from {source} (once; cached in {int8})")
         write_int8(fp32, int8, source)
     return int8
@@ -162,10 +161,10 @@ def _array(t: Tensor | np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-def ort_network(model: nn.Module, precision: str, *, threads: int | None = None, model_name: str | None = None,
-                calibration: str | Path | None = None) -> tuple[OrtNetwork, str]:
+def ort_network(model: nn.Module, precision: str, *, threads: int | None = None,
+                model_name: str | None = None) -> tuple[OrtNetwork, str]:
     """``model`` as an :class:`OrtNetwork` in ``precision`` (exported and quantized on first use)."""
     _import_ort()
     mode = choose_ort_precision(precision)
-    folder = cached_export(model, mode, model_name=model_name, calibration=calibration)
+    folder = cached_export(model, mode, model_name=model_name)
     return OrtNetwork(folder, threads), mode

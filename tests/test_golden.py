@@ -22,8 +22,7 @@ from siamtrack.tracker import Tracker
 from tests.conftest import GOLDEN
 
 CASES = [("davis", "tennis"), ("davis", "bag"), ("davis", "tennis_corner"), ("vot", "tennis"), ("vot", "bag")]
-# (backend, precision): torch's two float32 paths, and the ONNX export run by ONNX Runtime
-RUNS = [("torch", "fp32"), ("torch", "fp32-reference"), ("onnxruntime", "fp32")]
+PRECISIONS = ["fp32", "fp32-reference"]
 
 
 @cache
@@ -159,12 +158,12 @@ def check_step(result, tracker, step, config, seq) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend,precision", RUNS)
+@pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("config,seq", CASES)
-def test_teacher_forced_steps(golden_dir, make_tracker, config, seq, backend, precision):
+def test_teacher_forced_steps(golden_dir, make_tracker, config, seq, precision):
     traj = trajectory(config, seq)
     fr = frames(seq)
-    tracker = make_tracker(config, precision, backend)
+    tracker = make_tracker(config, precision)
     tracker.init(fr[0], traj["init_box_xywh"])
     for step in traj["steps"]:
         st = tracker.states[0]
@@ -175,7 +174,7 @@ def test_teacher_forced_steps(golden_dir, make_tracker, config, seq, backend, pr
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])  # onnxruntime: the ONNX export, fp32
 @pytest.mark.parametrize("config,seq", CASES)
 def test_free_run_trajectory(golden_dir, make_tracker, config, seq, backend):
     traj = trajectory(config, seq)

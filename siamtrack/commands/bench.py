@@ -105,22 +105,26 @@ def _network(model: str | None, checkpoint: str | None, arch: str | None, preset
 
 
 def bench_combinations(backends: list[str], precisions: list[str], device: str) -> list[tuple[str, str]]:
-    """Every (backend, precision) pair of the lists that the backend runs, in order; a usage error if
-    none is left (a pair left out is noted on stderr)."""
+    """Every (backend, precision) pair of the lists that the backend runs, in order (a pair left out is
+    noted on stderr); a usage error when a precision has no backend to run it or a backend nothing to run."""
     from siamtrack.commands._common import check_backend
 
-    combos, skipped = [], []
+    for p in precisions:
+        if not any(p in BACKEND_PRECISIONS[b] for b in backends):
+            check_backend(backends[0], p)
+    for backend in backends:
+        if not any(p in BACKEND_PRECISIONS[backend] for p in precisions):
+            raise click.BadParameter(f"the {backend} backend runs none of {', '.join(precisions)} (it runs "
+                                     f"{', '.join(BACKEND_PRECISIONS[backend])})", param_hint="--precision")
+        check_backend(backend, "auto", device)
+    combos = []
     for backend in backends:
         for p in precisions:
-            (combos if p in BACKEND_PRECISIONS[backend] else skipped).append((backend, p))
-    if not combos:
-        backend, p = skipped[0]
-        check_backend(backend, p)
-    for backend, p in skipped:
-        runs = ", ".join(BACKEND_PRECISIONS[backend])
-        click.echo(f"Note: {backend} {p} left out (the {backend} backend runs {runs})", err=True)
-    for backend in dict.fromkeys(b for b, _ in combos):
-        check_backend(backend, "auto", device)
+            if p in BACKEND_PRECISIONS[backend]:
+                combos.append((backend, p))
+            else:
+                runs = ", ".join(BACKEND_PRECISIONS[backend])
+                click.echo(f"Note: {backend} {p} left out (the {backend} backend runs {runs})", err=True)
     return combos
 
 
