@@ -35,11 +35,13 @@ demo: setup weights
 
 # bf16 is timed where the CPU runs it natively (AVX512-BF16 or AMX); elsewhere it would be refused.
 BENCH_BF16 := $(shell grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo 2>/dev/null && echo ,bf16)
+# int8 (onnxruntime) is calibrated on training videos: timed where they are (../shared or $SIAMTRACK_CALIBRATION).
+BENCH_INT8 := $(shell test -d "$${SIAMTRACK_CALIBRATION:-../shared/train_data/videos}" && echo ,int8)
+BENCH_CASES := --backend torch,onnxruntime --precision fp32-reference,fp32$(BENCH_BF16)$(BENCH_INT8) --threads 1,2
 
 bench: setup
-	$(VENV)/bin/siamtrack bench --precision fp32-reference,fp32$(BENCH_BF16) --threads 1,2 --json runs/bench.json
-	$(VENV)/bin/siamtrack bench --arch siammask_sharp --precision fp32-reference,fp32$(BENCH_BF16) --threads 1,2 \
-		--frames 25 --json runs/bench-official.json
+	$(VENV)/bin/siamtrack bench $(BENCH_CASES) --json runs/bench.json
+	$(VENV)/bin/siamtrack bench --arch siammask_sharp $(BENCH_CASES) --frames 25 --json runs/bench-official.json
 
 # Trains (or resumes: the state in weights/siammask-lite/ is committed) the compact default model's second
 # stage from the committed first one (weights/siammask-lite/v1-step4000.pt), tunes the preset of the best

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "write_text_atomic"]
+__all__ = ["atomic_folder", "atomic_path", "write_text_atomic"]
 
 
 @contextlib.contextmanager
@@ -39,3 +40,33 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | Path, marker: str) -> Iterator[Path]:
+    """A temporary folder next to ``path`` to write a set of files into, ``marker`` among them (the file
+    whose presence says the set is complete).
+
+    When the block ends normally the folder becomes ``path``: renamed, when ``path`` does not exist
+    or is empty; otherwise its files replace those of the same name in ``path`` one by one, the old
+    ``marker`` removed first and the new one moved last, so ``path`` never holds a complete-looking
+    mix (other files in ``path`` stay). When the block raises, the temporary folder is removed and
+    ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+        try:
+            os.rename(tmp, path)
+        except OSError:
+            if not path.is_dir():
+                raise
+            (path / marker).unlink(missing_ok=True)
+            for item in sorted(tmp.iterdir(), key=lambda p: p.name == marker):
+                os.replace(item, path / item.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

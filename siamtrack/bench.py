@@ -156,7 +156,8 @@ def gemm_flops(device: Any, half: bool, size: int = 1536, repeats: int = 4) -> f
 
 @dataclass
 class Case:
-    """One configuration being timed: a tracker (its precision) and a torch thread count."""
+    """One configuration being timed: a tracker (its backend and precision) and a thread count (torch's,
+    set before each step; an onnxruntime tracker was built with its own)."""
 
     tracker: Any
     threads: int | None = None
@@ -218,7 +219,7 @@ def case_report(case: Case, objects: int) -> dict[str, Any]:
 
     tracker = case.tracker
     case.use()
-    threads = torch.get_num_threads()
+    threads = getattr(tracker, "threads", None) or torch.get_num_threads()
     timed, seconds = len(case.wall), float(np.sum(case.wall))
     flops = int(tracker.flops_per_frame()) * objects
     median_total = float(np.median(case.stages["total"]))
@@ -232,8 +233,11 @@ def case_report(case: Case, objects: int) -> dict[str, Any]:
         info = cpu_info()
         cores = min(threads, info["cores_available"] or threads)
         peak, assumption = peak_flops(info, cores, half)
+        if tracker.precision == "int8":
+            assumption += "; int8 operations are counted against this fp32 peak"
     return {
-        "precision": tracker.precision, "threads": threads, "cores_used": cores, "lost": case.lost,
+        "backend": getattr(tracker, "backend", "torch"), "precision": tracker.precision, "threads": threads,
+        "cores_used": cores, "lost": case.lost,
         "init": {s: percentiles(v) for s, v in case.init.items()},
         "stages": {s: percentiles(v) for s, v in case.stages.items() if v},
         "wall": percentiles(case.wall), "timed_frames": timed,

@@ -23,5 +23,9 @@ PRESET_VALUES: dict[str, dict[str, Any]] = {
     # carries its tuned preset): the DAVIS values, named apart so that a run says which it used.
     "lite-untuned": _DAVIS,
 }
-PRECISIONS = ("auto", "fp32", "fp32-reference", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "fp32-reference", "bf16", "fp16", "int8")
+# torch runs every precision but int8; onnxruntime (CPU) runs auto (= fp32), fp32 and int8.
+BACKENDS = ("torch", "onnxruntime")
+BACKEND_PRECISIONS = {"torch": ("auto", "fp32", "fp32-reference", "bf16", "fp16"),
+                      "onnxruntime": ("auto", "fp32", "int8")}
 DEVICES = ("auto", "cpu", "cuda")

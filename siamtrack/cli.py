@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "batch": "siamtrack.commands.batch:batch",
     "webcam": "siamtrack.commands.webcam:webcam",
     "export-masks": "siamtrack.commands.export_masks:export_masks",
+    "export": "siamtrack.commands.export:export_group",
     "weights": "siamtrack.commands.weights:weights",
     "demo": "siamtrack.commands.demo:demo",
     "eval": "siamtrack.commands.eval:eval_group",

@@ -53,6 +53,8 @@ FROZEN_TRUNK_ARCHS = {"siammask_lite": "trunk"}
 def choose_precision(precision: str, device: torch.device, arch: str = "siammask_sharp") -> str:
     if precision not in PRECISIONS:
         raise SiamtrackError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    if precision == "int8":
+        raise SiamtrackError("int8 runs on the onnxruntime backend: add --backend onnxruntime")
     if precision == "auto":
         if device.type == "cuda":
             return "fp16"

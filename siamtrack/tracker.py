@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from siamtrack import geometry as geo
-from siamtrack.choices import PRESET_VALUES
+from siamtrack.choices import BACKENDS, PRESET_VALUES
 from siamtrack.errors import SiamtrackError
 from siamtrack.geometry import RotatedBox
 from siamtrack.lost import LOST, TRACKED, Evidence, StateMachine, finite, similarity, updated_reference
@@ -124,6 +124,26 @@ def checkpoint_preset(loaded: LoadedCheckpoint, model_name: str) -> Preset | Non
         return None
     origin = "tuned" if "preset_tuning" in loaded.meta else "checkpoint"
     return Preset.from_dict({**loaded.preset, "name": f"{model_name}-{origin}"})
+
+
+def load_network(name: str | None = None, *, checkpoint: str | Path | None = None,
+                 preset: str | Preset | None = None, model_name: str | None = None
+                 ) -> tuple[torch.nn.Module, str, str | Preset]:
+    """The network of a registry model (``None``: the default) or of a checkpoint file, the name a run
+    records, and the preset it tracks with: ``preset`` if given, else the checkpoint's own, else the
+    registry entry's (a checkpoint file: the architecture's default)."""
+    from siamtrack.weights.loading import load_checkpoint
+
+    if checkpoint is not None:
+        loaded = load_checkpoint(checkpoint)
+        chosen = (preset or checkpoint_preset(loaded, model_name or Path(checkpoint).stem)
+                  or DEFAULT_PRESET.get(loaded.arch, "davis"))
+        return loaded.model, model_name or Path(checkpoint).name, chosen
+    from siamtrack import weights
+
+    entry, path = weights.resolve(name)
+    loaded = load_checkpoint(path)
+    return loaded.model, entry.name, preset or checkpoint_preset(loaded, entry.name) or entry.preset
 
 
 @dataclass
@@ -292,18 +312,34 @@ class Tracker:
 
     def __init__(self, model: SiamNetwork, preset: str | Preset | dict = "davis", *,
                  device: str | torch.device = "auto", precision: str = "auto",
-                 model_name: str | None = None) -> None:
-        from siamtrack.engine import prepare_network
-
+                 model_name: str | None = None, backend: str = "torch", threads: int | None = None) -> None:
+        """``backend="onnxruntime"`` runs the network in ONNX Runtime on the CPU (exported, and for
+        ``precision="int8"`` quantized, on first use and cached; ``threads``: its intra-op threads,
+        default torch's); geometry, presets and post-processing are the same for both backends."""
         missing = missing_methods(model)
         if missing:
             raise SiamtrackError(f"{type(model).__name__} is not a SiamMask network: it lacks {', '.join(missing)} "
                                  "(the interface is siamtrack.models.SiamNetwork)")
-        self.device = resolve_device(device)
+        if backend not in BACKENDS:
+            raise SiamtrackError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+        self.backend = backend
         self.preset = self._make_preset(preset)
         self.arch = getattr(model, "arch", type(model).__name__)
         self.model_name = model_name or self.arch
-        self.net, self.precision = prepare_network(model, self.device, precision)
+        if backend == "onnxruntime":
+            from siamtrack.onnx_runtime import ort_network
+
+            if str(device) not in ("auto", "cpu"):
+                raise SiamtrackError("the onnxruntime backend runs on the CPU: use --device cpu (or auto)")
+            self.device = torch.device("cpu")
+            self.net, self.precision = ort_network(model, precision, threads=threads, model_name=self.model_name)
+            self.threads: int | None = self.net.threads
+        else:
+            from siamtrack.engine import prepare_network
+
+            self.device = resolve_device(device)
+            self.net, self.precision = prepare_network(model, self.device, precision)
+            self.threads = None  # torch's process-wide setting (torch.set_num_threads)
         self.anchors = geo.generate_anchors()
         self.window = geo.cosine_window()
         self.states: list[ObjectState] = []
@@ -330,27 +366,21 @@ class Tracker:
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, preset: str | Preset | None = None,
                         device: str | torch.device = "auto", precision: str = "auto",
-                        model_name: str | None = None) -> Tracker:
+                        model_name: str | None = None, backend: str = "torch",
+                        threads: int | None = None) -> Tracker:
         """A tracker from a checkpoint file of any supported layout."""
-        from siamtrack.weights.loading import load_checkpoint
-
-        loaded = load_checkpoint(path)
-        chosen = (preset or checkpoint_preset(loaded, model_name or Path(path).stem)
-                  or DEFAULT_PRESET.get(loaded.arch, "davis"))
-        return cls(loaded.model, chosen, device=device, precision=precision,
-                   model_name=model_name or Path(path).name)
+        model, name, chosen = load_network(checkpoint=path, preset=preset, model_name=model_name)
+        return cls(model, chosen, device=device, precision=precision, model_name=name, backend=backend,
+                   threads=threads)
 
     @classmethod
     def from_pretrained(cls, name: str | None = None, *, preset: str | Preset | None = None,
-                        device: str | torch.device = "auto", precision: str = "auto") -> Tracker:
+                        device: str | torch.device = "auto", precision: str = "auto", backend: str = "torch",
+                        threads: int | None = None) -> Tracker:
         """A tracker from a registry name (downloaded if needed); ``None`` is the default model."""
-        from siamtrack import weights
-        from siamtrack.weights.loading import load_checkpoint
-
-        entry, path = weights.resolve(name)
-        loaded = load_checkpoint(path)
-        chosen = preset or checkpoint_preset(loaded, entry.name) or entry.preset
-        return cls(loaded.model, chosen, device=device, precision=precision, model_name=entry.name)
+        model, name, chosen = load_network(name, preset=preset)
+        return cls(model, chosen, device=device, precision=precision, model_name=name, backend=backend,
+                   threads=threads)
 
     # profiling ----------------------------------------------------------------------------
     @property
@@ -368,6 +398,8 @@ class Tracker:
 
     def flops_per_frame(self) -> int:
         """Network FLOPs (2 x multiply-adds) of one track step for one object."""
+        if self.backend == "onnxruntime":
+            return self.net.flops_per_step()
         from siamtrack.engine import count_track_flops
 
         return count_track_flops(self.net, self.device)

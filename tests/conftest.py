@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,18 @@ def need(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"{path.relative_to(SHARED.parent)} not present (shared data is optional)")
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def onnx_cache(tmp_path_factory) -> Iterator[Path]:
+    """The onnxruntime backend's export cache for the whole session: a temporary folder, never the
+    user's ``~/.cache`` (exports made by one test are reused by the next)."""
+    from siamtrack.onnx_runtime import CACHE_ENV
+
+    with pytest.MonkeyPatch.context() as mp:
+        path = tmp_path_factory.mktemp("onnx-cache")
+        mp.setenv(CACHE_ENV, str(path))
+        yield path
 
 
 @pytest.fixture(scope="session")

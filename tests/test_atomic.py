@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from siamtrack import weights
-from siamtrack.atomic import atomic_path, write_text_atomic
+from siamtrack.atomic import atomic_folder, atomic_path, write_text_atomic
 from siamtrack.io import sinks
 from siamtrack.train.loop import save_atomic
 
@@ -29,6 +29,30 @@ def test_success_replaces_and_failure_keeps_the_old_file_and_no_temporary(tmp_pa
     with atomic_path(target) as tmp:
         tmp.write_text("new")
     assert target.read_text() == "new" and leftovers(tmp_path) == []
+
+
+def test_a_folder_appears_whole_or_not_at_all(tmp_path):
+    """``atomic_folder`` (ONNX exports): a new folder is renamed into place; an existing one gets the new
+    files with the marker last and keeps its other files; a failure changes nothing and leaves no temporary."""
+    target = tmp_path / "export"
+    with pytest.raises(KeyboardInterrupt), atomic_folder(target, "done.json") as tmp:
+        (tmp / "graph.onnx").write_text("half")
+        raise KeyboardInterrupt
+    assert not target.exists() and leftovers(tmp_path) == []
+    with atomic_folder(target, "done.json") as tmp:
+        (tmp / "graph.onnx").write_text("v1")
+        (tmp / "done.json").write_text("1")
+    assert sorted(p.name for p in target.iterdir()) == ["done.json", "graph.onnx"]
+    (target / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError), atomic_folder(target, "done.json") as tmp:
+        (tmp / "graph.onnx").write_text("half")
+        raise ValueError
+    assert (target / "graph.onnx").read_text() == "v1" and leftovers(tmp_path) == []
+    with atomic_folder(target, "done.json") as tmp:
+        (tmp / "graph.onnx").write_text("v2")
+        (tmp / "done.json").write_text("2")
+    assert [(target / n).read_text() for n in ("graph.onnx", "done.json", "notes.txt")] == ["v2", "2", "mine"]
+    assert leftovers(tmp_path) == []
 
 
 def test_a_checkpoint_that_fails_to_save_leaves_no_temporary(tmp_path):

@@ -394,7 +394,7 @@ def test_weights_command_errors_are_one_line(capsys, tmp_path):
 def test_command_modules_import_nothing_heavy():
     """`siamtrack --help` stays instant: torch, OpenCV, numpy load only when a command runs."""
     code = ("import sys, siamtrack.cli\n"
-            "for m in ('run', 'webcam', 'export_masks', 'weights', 'demo', 'batch'):\n"
+            "for m in ('run', 'webcam', 'export_masks', 'weights', 'demo', 'batch', 'export', 'bench', 'eval'):\n"
             "    __import__('siamtrack.commands.' + m)\n"
             "print(sorted(k for k in ('torch', 'cv2', 'numpy', 'imageio_ffmpeg', 'rich', 'PIL') if k in sys.modules))")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -2,7 +2,8 @@
 
 Tolerances follow ../shared/golden/README.md: exact crops, anchors, window and integer
 decisions; network arrays to 1e-3 / 1e-4; state to 1e-3 px per step; masks IoU >= 0.99;
-polygons up to cyclic vertex order within 1.5 px.
+polygons up to cyclic vertex order within 1.5 px. The same tolerances hold for the network
+exported to ONNX and run by ONNX Runtime (``backend="onnxruntime"``, fp32).
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ def frames(seq: str) -> tuple[np.ndarray, ...]:
 
 @pytest.fixture(scope="module")
 def make_tracker(golden_checkpoint):
-    def make(config: str, precision: str = "fp32") -> Tracker:
-        return Tracker.from_checkpoint(golden_checkpoint, preset=config, device="cpu", precision=precision)
+    def make(config: str, precision: str = "fp32", backend: str = "torch") -> Tracker:
+        return Tracker.from_checkpoint(golden_checkpoint, preset=config, device="cpu", precision=precision,
+                                       backend=backend)
 
     return make
 
@@ -113,6 +115,27 @@ def test_raw_outputs_first_frame(golden_dir, make_tracker, config, seq):
     np.testing.assert_allclose(warped, np.load(raw / "mask_in_img.npy"), rtol=0, atol=1e-3)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("config,seq", CASES)
+def test_raw_outputs_first_frame_onnxruntime(golden_dir, make_tracker, config, seq):
+    """The exported graphs on the recorded crops: the recorded score and box maps, correlation vector
+    and refine logits, to the network tolerances."""
+    traj = trajectory(config, seq)
+    raw = GOLDEN / config / seq / "raw_frame1"
+    step = traj["steps"][0]
+    net = make_tracker(config, "fp32", "onnxruntime").net
+    z = torch.from_numpy(np.load(raw / "z_crop_u8.npy")).float()
+    x = torch.from_numpy(np.load(raw / "x_crop_u8.npy")).float()
+    cls, loc, feats = net.heads(net.backbone(x), net.template(z))
+    np.testing.assert_allclose(cls.numpy(), np.load(raw / "cls_raw.npy"), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(loc.numpy(), np.load(raw / "loc_raw.npy"), rtol=1e-4, atol=1e-3)
+    row, col = step["best_row_y"], step["best_col_x"]
+    np.testing.assert_allclose(feats.corr[0, :, row, col].numpy(), np.load(raw / "corr_feature_at_best.npy"),
+                               rtol=1e-4, atol=1e-3)
+    logits = net.refine(feats, torch.tensor([row]), torch.tensor([col]))[0].numpy()
+    np.testing.assert_allclose(logits, np.load(raw / "refine_logits.npy"), rtol=0, atol=1e-3)
+
+
 def check_step(result, tracker, step, config, seq) -> None:
     rec = tracker.last_steps[0]
     f = step["frame"]
@@ -151,11 +174,12 @@ def test_teacher_forced_steps(golden_dir, make_tracker, config, seq, precision):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])  # onnxruntime: the ONNX export, fp32
 @pytest.mark.parametrize("config,seq", CASES)
-def test_free_run_trajectory(golden_dir, make_tracker, config, seq):
+def test_free_run_trajectory(golden_dir, make_tracker, config, seq, backend):
     traj = trajectory(config, seq)
     fr = frames(seq)
-    tracker = make_tracker(config)
+    tracker = make_tracker(config, backend=backend)
     tracker.init(fr[0], traj["init_box_xywh"])
     for step in traj["steps"]:
         (result,) = tracker.track(fr[step["frame"]])

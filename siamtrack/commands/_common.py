@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from siamtrack.choices import DEVICES, PRECISIONS, PRESET_VALUES
+from siamtrack.choices import BACKEND_PRECISIONS, BACKENDS, DEVICES, PRECISIONS, PRESET_VALUES
 from siamtrack.errors import SiamtrackError
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ def bbox_option(required: bool = False) -> Callable:
 
 
 def model_options(func: Callable) -> Callable:
-    """--model / --checkpoint / --preset / --device / --precision."""
+    """--model / --checkpoint / --preset / --device / --precision / --backend."""
     options = [
         click.option("--model", default=None, metavar="NAME",
                      help="Registry model (see `siamtrack weights list`); default: the registry's default."),
@@ -59,11 +59,19 @@ def model_options(func: Callable) -> Callable:
                      help="Tracking hyper-parameters (default: the model's own)."),
         click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True),
         click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
-                     help="Network precision (see the README)."),
+                     help="Network precision (see the README); int8 needs --backend onnxruntime."),
+        click.option("--backend", type=click.Choice(BACKENDS), default="torch", show_default=True,
+                     help="What runs the network: torch, or ONNX Runtime on the CPU (exported on first use).")
     ]
+
+    @functools.wraps(func)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        check_backend(kwargs["backend"], kwargs["precision"], kwargs["device"])  # before any file is opened
+        return func(*args, **kwargs)
+
     for opt in reversed(options):
-        func = opt(func)
-    return func
+        checked = opt(checked)
+    return checked
 
 
 def lost_options(func: Callable) -> Callable:
@@ -102,6 +110,16 @@ def lost_options(func: Callable) -> Callable:
     for opt in reversed(options):
         wrapper = opt(wrapper)
     return wrapper
+
+
+def check_backend(backend: str, precision: str, device: str = "auto") -> None:
+    """A usage error for a precision or device the backend does not run (before anything is loaded)."""
+    if precision not in BACKEND_PRECISIONS[backend]:
+        hint = "int8 needs --backend onnxruntime" if precision == "int8" else (
+            f"the {backend} backend runs {', '.join(BACKEND_PRECISIONS[backend])}")
+        raise click.BadParameter(f"{precision}: {hint}", param_hint="--precision")
+    if backend == "onnxruntime" and device not in ("auto", "cpu"):
+        raise click.BadParameter("the onnxruntime backend runs on the CPU", param_hint="--device")
 
 
 def threads_option(help_text: str = "Torch and OpenCV threads (default: one per core).") -> Callable:
@@ -154,17 +172,19 @@ def make_executor(parallel: dict[str, Any], factory: Callable[[], ObjectTracker]
 
 
 def make_tracker(model: str | None, checkpoint: str | None, preset: str | None, device: str, precision: str,
-                 lost: dict[str, Any] | None = None) -> ObjectTracker:
+                 lost: dict[str, Any] | None = None, backend: str = "torch") -> ObjectTracker:
     """The tracker the options ask for (torch is imported here, not at CLI start-up); ``lost``:
     lost-target preset changes from ``lost_options``."""
     if model and checkpoint:
         raise click.UsageError("give --model or --checkpoint, not both")
+    check_backend(backend, precision, device)
     from siamtrack.tracker import Tracker
 
     if checkpoint:
-        tracker = Tracker.from_checkpoint(checkpoint, preset=preset, device=device, precision=precision)
+        tracker = Tracker.from_checkpoint(checkpoint, preset=preset, device=device, precision=precision,
+                                          backend=backend)
     else:
-        tracker = Tracker.from_pretrained(model, preset=preset, device=device, precision=precision)
+        tracker = Tracker.from_pretrained(model, preset=preset, device=device, precision=precision, backend=backend)
     if lost:
         changed = {**tracker.preset.to_dict(), **lost}
         if changed["lost_score"] > changed["uncertain_score"]:

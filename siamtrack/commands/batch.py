@@ -23,7 +23,7 @@ TABLE_ROWS = 40  # a longer batch lists only the entries that did not finish (ba
 @click.option("--quiet", is_flag=True, help="No progress bar or table (failures are still listed).")
 @user_errors
 def batch(manifest: str, out: str, parallel: dict, model: str | None, checkpoint: str | None, preset: str | None,
-          device: str, precision: str, lost: dict, no_video: bool, no_masks: bool, quiet: bool) -> None:
+          device: str, precision: str, backend: str, lost: dict, no_video: bool, no_masks: bool, quiet: bool) -> None:
     """Track every entry of MANIFEST (JSON Lines) into OUT/<name>/, as `siamtrack run` would.
 
     \b
@@ -50,9 +50,9 @@ def batch(manifest: str, out: str, parallel: dict, model: str | None, checkpoint
 
     entries = read_manifest(manifest)
     t0 = time.perf_counter()
-    factory = functools.partial(_common.make_tracker, model, checkpoint, preset, device, precision, lost)
+    factory = functools.partial(_common.make_tracker, model, checkpoint, preset, device, precision, lost, backend)
     options = {"model": model, "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None, "preset": preset,
-               "device": device, "precision": precision, "lost": lost}
+               "device": device, "precision": precision, "backend": backend, "lost": lost}
     with _common.make_executor(parallel, factory, device) as executor, _Progress(len(entries), quiet) as progress:
         meta = {"manifest": str(Path(manifest).resolve()),
                 "executor": {"kind": parallel["executor"], "workers": parallel["workers"],

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from siamtrack.choices import DEVICES, PRECISIONS, PRESET_VALUES
+from siamtrack.choices import BACKEND_PRECISIONS, BACKENDS, DEVICES, PRECISIONS, PRESET_VALUES
 from siamtrack.commands._common import bbox_option, user_errors
 
 ARCHS = ("siammask_sharp", "siammask_lite")
@@ -82,21 +82,17 @@ def _network(model: str | None, checkpoint: str | None, arch: str | None, preset
     model is not downloaded: the cost of a forward pass does not depend on the values.
     """
     from siamtrack import weights
-    from siamtrack.tracker import DEFAULT_PRESET, checkpoint_preset
-    from siamtrack.weights.loading import load_checkpoint
+    from siamtrack.tracker import DEFAULT_PRESET, load_network
 
     given = sum(x is not None for x in (model, checkpoint, arch))
     if given > 1:
         raise click.UsageError("give one of --model, --checkpoint and --arch")
     if checkpoint:
-        loaded = load_checkpoint(checkpoint)
-        chosen = preset or checkpoint_preset(loaded, Path(checkpoint).stem) or DEFAULT_PRESET.get(loaded.arch, "davis")
-        return loaded.model, checkpoint, chosen, f"checkpoint {checkpoint}"
+        net, _, chosen = load_network(checkpoint=checkpoint, preset=preset, model_name=Path(checkpoint).stem)
+        return net, checkpoint, chosen, f"checkpoint {checkpoint}"
     if model or (arch is None and weights.is_present(weights.default_name())):
-        entry, path = weights.resolve(model)
-        loaded = load_checkpoint(path)
-        chosen = preset or checkpoint_preset(loaded, entry.name) or entry.preset
-        return loaded.model, entry.name, chosen, f"registry model {entry.name}"
+        net, name, chosen = load_network(model, preset=preset)
+        return net, name, chosen, f"registry model {name}"
     import torch
 
     from siamtrack.models import build_model
@@ -108,6 +104,36 @@ def _network(model: str | None, checkpoint: str | None, arch: str | None, preset
             f"random weights with the official shapes ({reason}): timing does not depend on weight values")
 
 
+def bench_combinations(backends: list[str], precisions: list[str], device: str) -> list[tuple[str, str]]:
+    """Every (backend, precision) pair of the lists that the backend runs, in order (a pair left out is
+    noted on stderr); a usage error when a precision has no backend to run it or a backend nothing to run."""
+    from siamtrack.commands._common import check_backend
+
+    for p in precisions:
+        if not any(p in BACKEND_PRECISIONS[b] for b in backends):
+            check_backend(backends[0], p)
+    for backend in backends:
+        if not any(p in BACKEND_PRECISIONS[backend] for p in precisions):
+            raise click.BadParameter(f"the {backend} backend runs none of {', '.join(precisions)} (it runs "
+                                     f"{', '.join(BACKEND_PRECISIONS[backend])})", param_hint="--precision")
+        check_backend(backend, "auto", device)
+    combos = []
+    for backend in backends:
+        for p in precisions:
+            if p in BACKEND_PRECISIONS[backend]:
+                combos.append((backend, p))
+            else:
+                runs = ", ".join(BACKEND_PRECISIONS[backend])
+                click.echo(f"Note: {backend} {p} left out (the {backend} backend runs {runs})", err=True)
+    return combos
+
+
+def _label(r: dict[str, Any]) -> str:
+    """A result's case: backend (when not torch), precision, and whether it times the lost search."""
+    backend = "" if r["backend"] == "torch" else "ort "
+    return backend + r["precision"] + (" lost" if r["lost"] else "")
+
+
 def _print(report: dict[str, Any]) -> None:
     from rich.table import Table
 
@@ -116,26 +142,25 @@ def _print(report: dict[str, Any]) -> None:
     out = console()
     results = report["results"]
     table = Table(title=f"siamtrack bench: {report['model']}, {report['objects']} object(s), {report['device']}")
-    for col in ("precision", "threads", "step", "stage", "median ms", "p10 ms", "p90 ms"):
+    for col in ("case", "threads", "step", "stage", "median ms", "p10 ms", "p90 ms"):
         table.add_column(col, justify="right" if col.endswith("ms") or col == "threads" else "left")
     for r in results:
         rows = [("init", "total", r["init"]["total"])] + [("track", s, v) for s, v in r["stages"].items()]
         for i, (step, stage, v) in enumerate(rows):
             first = i == 0
-            label = r["precision"] + (" lost" if r["lost"] else "")
+            label = _label(r)
             table.add_row(label if first else "", str(r["threads"]) if first else "",
                           step if i < 2 else "", stage, f"{v['median_ms']:.1f}",
                           f"{v['p10_ms']:.1f}", f"{v['p90_ms']:.1f}", end_section=i == len(rows) - 1)
     out.print(table)
     summary = Table(title="throughput and compute (medians)")
-    for col in ("precision", "threads", "fps", "object fps", "GFLOP/frame", "GFLOP/s", "of peak", "of matmul",
+    for col in ("case", "threads", "fps", "object fps", "GFLOP/frame", "GFLOP/s", "of peak", "of matmul",
                 "vs first"):
-        summary.add_column(col, justify="left" if col == "precision" else "right")
+        summary.add_column(col, justify="left" if col == "case" else "right")
     for r in results:
         peak = f"{100 * r['fraction_of_peak']:.0f} %" if r["fraction_of_peak"] is not None else "-"
         gemm = f"{100 * r['fraction_of_gemm']:.0f} %" if "fraction_of_gemm" in r else "-"
-        label = r["precision"] + (" lost" if r["lost"] else "")
-        summary.add_row(label, str(r["threads"]), f"{r['fps']:.2f}", f"{r['object_fps']:.2f}",
+        summary.add_row(_label(r), str(r["threads"]), f"{r['fps']:.2f}", f"{r['object_fps']:.2f}",
                         f"{r['gflops_per_frame']:.2f}", f"{r['achieved_gflops']:.1f}", peak, gemm,
                         f"{r['speedup_vs_first']:.2f}x")
     out.print(summary)
@@ -151,6 +176,9 @@ def _print(report: dict[str, Any]) -> None:
         f"amx_bf16 {'yes' if cpu['amx_bf16'] else 'no'}",
     ]
     lines += [f"peak: {a}" for a in dict.fromkeys(r["peak_assumption"] for r in results)]
+    if any(r["backend"] == "onnxruntime" for r in results):
+        lines.append(f"onnxruntime {report['onnxruntime']}: trunk and heads run as one graph (search.onnx), timed "
+                     "under heads; its backbone row is the hand-over of the crops")
     for line in lines:
         out.print(line, highlight=False, markup=False)
 
@@ -165,9 +193,13 @@ def _print(report: dict[str, Any]) -> None:
 @click.option("--preset", type=click.Choice(list(PRESET_VALUES)), default=None,
               help="Tracking hyper-parameters (default: the model's own).")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--backend", "backends", default="torch", show_default=True,
+              help=f"One or several (comma-separated) of {', '.join(BACKENDS)}; timed interleaved.")
 @click.option("--precision", "precisions", default="auto", show_default=True,
-              help=f"One or several (comma-separated) of {', '.join(PRECISIONS)}; timed interleaved.")
-@click.option("--threads", default=None, help="torch threads, one or several comma-separated counts (e.g. 1,2).")
+              help=f"One or several (comma-separated) of {', '.join(PRECISIONS)}; timed interleaved "
+                   "(each backend with the precisions it runs: int8 on onnxruntime only).")
+@click.option("--threads", default=None,
+              help="Threads (torch's, or ONNX Runtime's intra-op), one or several comma-separated counts (e.g. 1,2).")
 @click.option("--objects", type=click.IntRange(min=1), default=None,
               help="Objects tracked at once (default: the number of --bbox, else 1).")
 @click.option("--frames", type=click.IntRange(min=1), default=30, show_default=True, help="Timed track steps.")
@@ -178,8 +210,8 @@ def _print(report: dict[str, Any]) -> None:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Also write the report here.")
 @user_errors
 def bench(source: str | None, bboxes: tuple[str, ...], model: str | None, checkpoint: str | None, arch: str | None,
-          preset: str | None, device: str, precisions: str, threads: str | None, objects: int | None, frames: int,
-          warmup: int, size: str | None, lost: bool, json_path: str | None) -> None:
+          preset: str | None, device: str, backends: str, precisions: str, threads: str | None, objects: int | None,
+          frames: int, warmup: int, size: str | None, lost: bool, json_path: str | None) -> None:
     """Time init and track per stage (crop, backbone, heads, refine, post, total): median and p10/p90,
     fps, peak memory, network FLOPs and the fraction of the machine's peak FLOP/s.
 
@@ -189,6 +221,7 @@ def bench(source: str | None, bboxes: tuple[str, ...], model: str | None, checkp
     Examples:
       siamtrack bench
       siamtrack bench --precision fp32-reference,fp32,bf16 --threads 1,2 --json runs/bench.json
+      siamtrack bench --backend torch,onnxruntime --precision fp32,int8 --threads 2
       siamtrack bench --checkpoint SiamMask_DAVIS.pth --objects 4
       siamtrack bench video.mp4 --bbox 305,112,165,250
       siamtrack bench --lost --threads 1
@@ -202,19 +235,22 @@ def bench(source: str | None, bboxes: tuple[str, ...], model: str | None, checkp
     from siamtrack.bench import Case, cpu_info, run_benchmark
     from siamtrack.tracker import Tracker
 
-    precision_list = parse_list(precisions, PRECISIONS, "--precision") or ["auto"]
+    combos = bench_combinations(parse_list(backends, BACKENDS, "--backend") or ["torch"],
+                                parse_list(precisions, PRECISIONS, "--precision") or ["auto"], device)
     thread_list = parse_threads(threads)
     images, boxes, described = _frames(source, 1 + warmup + frames, parse_size(size), bboxes)
     count = objects or len(boxes)
     boxes = [boxes[i % len(boxes)] for i in range(count)]
     net, name, chosen_preset, note = _network(model, checkpoint, arch, preset)
     cases = []
-    for p in precision_list:
-        tracker = Tracker(net, chosen_preset, device=device, precision=p, model_name=name)
-        cases += [Case(tracker, t) for t in thread_list]
-        if lost:
-            searching = Tracker(net, chosen_preset, device=device, precision=p, model_name=name)
-            cases += [Case(searching, t, lost=True) for t in thread_list]
+    for backend, p in combos:
+        for searching in (False, True) if lost else (False,):
+            if backend == "torch":  # torch threads are process-wide: one tracker, set per case
+                tracker = Tracker(net, chosen_preset, device=device, precision=p, model_name=name)
+                cases += [Case(tracker, t, lost=searching) for t in thread_list]
+            else:  # ONNX Runtime fixes its threads per session: one tracker per count
+                cases += [Case(Tracker(net, chosen_preset, device=device, precision=p, model_name=name,
+                                       backend=backend, threads=t), t, lost=searching) for t in thread_list]
     result = run_benchmark(cases, images, boxes, warmup=warmup)
     first = cases[0].tracker
     report = {"siamtrack": __version__, "torch": torch.__version__, "model": name, "arch": first.arch,
@@ -222,6 +258,10 @@ def bench(source: str | None, bboxes: tuple[str, ...], model: str | None, checkp
               "warmup": warmup, "frames": frames, "note": note, "cpu": cpu_info(), **result}
     if first.device.type == "cuda":
         report["gpu"] = torch.cuda.get_device_name(first.device)
+    if any(backend == "onnxruntime" for backend, _ in combos):
+        import onnxruntime
+
+        report["onnxruntime"] = onnxruntime.__version__
     _print(report)
     if json_path:
         path = Path(json_path)

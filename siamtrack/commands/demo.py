@@ -15,8 +15,8 @@ from siamtrack.commands._common import model_options, user_errors
               help="Output folder (default: a new numbered runs/demo folder).")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
 @user_errors
-def demo(model: str | None, checkpoint: str | None, preset: str | None, device: str, precision: str, clip_dir: str,
-         out: str | None, quiet: bool) -> None:
+def demo(model: str | None, checkpoint: str | None, preset: str | None, device: str, precision: str, backend: str,
+         clip_dir: str, out: str | None, quiet: bool) -> None:
     """Generate the sample clip once, track its object from the known first box, print where the outputs are.
 
     \b
@@ -45,7 +45,7 @@ def demo(model: str | None, checkpoint: str | None, preset: str | None, device: 
             raise SiamtrackError(f"cannot write the sample clip to {clip} ({exc.strerror or exc})") from None
     gt = json.loads(truth.read_text())
     out_dir = OutDir(out, "demo", overwrite=False, owned=RUN_OUTPUTS)
-    tracker = make_tracker(model, checkpoint, preset, device, precision)
+    tracker = make_tracker(model, checkpoint, preset, device, precision, backend=backend)
     src = open_source(clip / gt["video"])
     frames = src.frames()
     first = first_frame(frames)

@@ -30,24 +30,24 @@ def eval_group() -> None:
     """
 
 
-def _tracker(name: str, model, checkpoint, preset, device, precision):
+def _tracker(name: str, model, checkpoint, preset, device, precision, backend="torch"):
     """The tracker to score: a SiamMask model from the usual options, or an OpenCV baseline
     (module-level, so that worker processes can build it from the same arguments)."""
     if name == "siammask":
         from siamtrack.commands._common import make_tracker
 
-        return make_tracker(model, checkpoint, preset, device, precision)
+        return make_tracker(model, checkpoint, preset, device, precision, backend=backend)
     from siamtrack.eval.baselines import OpenCVTracker
 
     return OpenCVTracker(name)
 
 
-def _executor(parallel: dict, tracker_name: str, model, checkpoint, preset, device, precision):
+def _executor(parallel: dict, tracker_name: str, model, checkpoint, preset, device, precision, backend):
     import functools
 
     from siamtrack.commands._common import make_executor
 
-    factory = functools.partial(_tracker, tracker_name, model, checkpoint, preset, device, precision)
+    factory = functools.partial(_tracker, tracker_name, model, checkpoint, preset, device, precision, backend)
     return make_executor(parallel, factory, device)
 
 
@@ -157,7 +157,7 @@ def _interval(ctx: click.Context, param: click.Parameter, text: str | None) -> t
 @click.option("--quiet", is_flag=True)
 @user_errors
 def davis(root: str, sequences: str | None, split: str | None, tracker_name: str, model, checkpoint, preset, device,
-          precision, parallel: dict, pred: str | None, out: str | None, max_frames: int | None,
+          precision, backend, parallel: dict, pred: str | None, out: str | None, max_frames: int | None,
           save_masks: str | None, quiet: bool) -> None:
     """J and F (mean, recall, decay) on a DAVIS folder (JPEGImages/480p, Annotations/480p).
 
@@ -175,7 +175,7 @@ def davis(root: str, sequences: str | None, split: str | None, tracker_name: str
     names = split_sequences(root, split) if split else _names(sequences)
     with contextlib.ExitStack() as stack:
         executor = None if pred else stack.enter_context(
-            _executor(parallel, tracker_name, model, checkpoint, preset, device, precision))
+            _executor(parallel, tracker_name, model, checkpoint, preset, device, precision, backend))
         out_dir = stack.enter_context(_results_dir(out, "eval-davis"))
         results = evaluate_davis(root, pred_dir=pred, sequences=names, max_frames=max_frames, save_masks=save_masks,
                                  on_sequence=_progress(quiet), executor=executor)
@@ -197,7 +197,8 @@ def davis(root: str, sequences: str | None, split: str | None, tracker_name: str
 @click.option("--quiet", is_flag=True)
 @user_errors
 def boxes(root: str, sequences: str | None, tracker_name: str, model, checkpoint, preset, device, precision,
-          parallel: dict, restart: bool, eao_interval: tuple[int, int] | None, out: str | None, max_frames: int | None,
+          backend, parallel: dict, restart: bool, eao_interval: tuple[int, int] | None, out: str | None,
+          max_frames: int | None,
           quiet: bool) -> None:
     """Success AUC and precision at 20 px (one pass), or accuracy, failures and EAO with --restart.
 
@@ -209,7 +210,7 @@ def boxes(root: str, sequences: str | None, tracker_name: str, model, checkpoint
 
     if eao_interval and not restart:
         raise click.UsageError("--eao-interval needs --restart (EAO is a restart-protocol score)")
-    with _executor(parallel, tracker_name, model, checkpoint, preset, device, precision) as executor, \
+    with _executor(parallel, tracker_name, model, checkpoint, preset, device, precision, backend) as executor, \
             _results_dir(out, "eval-boxes-restart" if restart else "eval-boxes") as out_dir:
         results = evaluate_boxes(root, restart=restart, sequences=_names(sequences), max_frames=max_frames,
                                  eao_interval=eao_interval or EAO_INTERVAL, on_sequence=_progress(quiet),

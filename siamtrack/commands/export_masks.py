@@ -25,8 +25,8 @@ FORMATS = ("png", "davis", "npz")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @user_errors
 def export_masks(source: str, bboxes: tuple[str, ...], model: str | None, checkpoint: str | None,
-                 preset: str | None, device: str, precision: str, out: str, fmt: str, overwrite: bool, start: int,
-                 max_frames: int | None, quiet: bool, lost: dict) -> None:
+                 preset: str | None, device: str, precision: str, backend: str, out: str, fmt: str, overwrite: bool,
+                 start: int, max_frames: int | None, quiet: bool, lost: dict) -> None:
     """Write the masks of the objects in SOURCE, frame by frame, and nothing else.
 
     \b
@@ -60,7 +60,7 @@ def export_masks(source: str, bboxes: tuple[str, ...], model: str | None, checkp
     frames = src.frames(start, max_frames)
     with contextlib.closing(frames):  # the decoder stops if model loading fails
         first = first_frame(frames)
-        tracker = make_tracker(model, checkpoint, preset, device, precision, lost)
+        tracker = make_tracker(model, checkpoint, preset, device, precision, lost, backend)
         with Progress(src.expected(start, max_frames), quiet) as progress:
             summary = track_stream(tracker, frames, boxes, open_outputs, first=first, progress=progress,
                                    warn=echo_warning)

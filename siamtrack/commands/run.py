@@ -28,8 +28,9 @@ from siamtrack.commands._common import bbox_option, lost_options, model_options,
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
 @user_errors
 def run(source: str, bboxes: tuple[str, ...], model: str | None, checkpoint: str | None, preset: str | None,
-        device: str, precision: str, threads: int | None, out: str | None, overwrite: bool, start: int,
-        max_frames: int | None, no_video: bool, no_masks: bool, show: bool, quiet: bool, lost: dict) -> None:
+        device: str, precision: str, backend: str, threads: int | None, out: str | None, overwrite: bool,
+        start: int, max_frames: int | None, no_video: bool, no_masks: bool, show: bool, quiet: bool,
+        lost: dict) -> None:
     """Track and segment objects in SOURCE: a video file, an image folder or a glob.
 
     \b
@@ -62,7 +63,7 @@ def run(source: str, bboxes: tuple[str, ...], model: str | None, checkpoint: str
             from siamtrack.executors import set_threads
 
             set_threads(threads)
-        tracker = make_tracker(model, checkpoint, preset, device, precision, lost)
+        tracker = make_tracker(model, checkpoint, preset, device, precision, lost, backend)
         track_video(tracker, src, frames, first, boxes, out_dir, source_label=source, video=not no_video,
                     masks=not no_masks, show=show, quiet=quiet, total=src.expected(start, max_frames))
 
@@ -126,6 +127,7 @@ def _summary(tracker: Any, summary: dict, fps: float, n_objects: int, path: Path
 
     rows: list[tuple[str, Any]] = [("frames", summary["frames"]), ("objects", n_objects), ("fps", f"{fps:.1f}"),
                                    ("model", tracker.model_name), ("precision", tracker.precision),
+                                   ("backend", getattr(tracker, "backend", "torch")),
                                    ("device", tracker.device), ("tracks", summary["tracks"])]
     if summary["video"] is not None:
         rows.append(("video", summary["video"]))

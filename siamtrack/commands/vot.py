@@ -90,7 +90,7 @@ def serve(server: Any, tracker: Any, output: str) -> int:
                    "or the axis-aligned box.")
 @user_errors
 def vot(model: str | None, checkpoint: str | None, preset: str | None, device: str, precision: str,
-        output: str) -> None:
+        backend: str, output: str) -> None:
     """Track for the VOT toolkit over the TraX protocol (started by `vot evaluate`, not by hand).
 
     \b
@@ -109,7 +109,7 @@ def vot(model: str | None, checkpoint: str | None, preset: str | None, device: s
         raise SiamtrackError("siamtrack vot needs the TraX bindings: pip install vot-trax") from None
     sys.stdout = sys.stderr  # file descriptor 1 carries the TraX messages; anything printed goes to the log
     # VOT's short-term protocol wants a region on every frame and judges failure itself: no lost state.
-    tracker = make_tracker(model, checkpoint, preset, device, precision, {"lost_state": False})
+    tracker = make_tracker(model, checkpoint, preset, device, precision, {"lost_state": False}, backend)
     server = trax.Server([trax.Region.RECTANGLE, trax.Region.POLYGON], [trax.Image.PATH],
                          tracker_name="siamtrack", tracker_family="siammask",
                          tracker_description=f"siamtrack {getattr(tracker, 'model_name', None) or 'checkpoint'}")

@@ -29,8 +29,8 @@ HEADLESS_ONLY = ("out", "overwrite", "masks", "no_video")
 @click.option("--quiet", is_flag=True, help="Without a window: no progress bar or summary.")
 @user_errors
 def webcam(camera: str, bboxes: tuple[str, ...], model: str | None, checkpoint: str | None, preset: str | None,
-           device: str, precision: str, no_window: bool, max_frames: int | None, record: str | None, out: str | None,
-           overwrite: bool, masks: bool, no_video: bool, quiet: bool, lost: dict) -> None:
+           device: str, precision: str, backend: str, no_window: bool, max_frames: int | None, record: str | None,
+           out: str | None, overwrite: bool, masks: bool, no_video: bool, quiet: bool, lost: dict) -> None:
     """Track objects live: select them with the mouse (or --bbox); r reselects, q or Esc quits.
 
     Without a display (or with --no-window) there is no window: the objects of --bbox are
@@ -54,8 +54,8 @@ def webcam(camera: str, bboxes: tuple[str, ...], model: str | None, checkpoint: 
             raise click.UsageError("without a display (or with --no-window) boxes cannot be drawn: pass --bbox x,y,w,h")
         if record is not None:
             raise click.UsageError("--record needs a window; without one the overlay is written to --out/annotated.mp4")
-        _headless(spec, boxes, (model, checkpoint, preset, device, precision, lost), max_frames, out, overwrite, masks,
-                  no_video, quiet)
+        _headless(spec, boxes, (model, checkpoint, preset, device, precision, lost, backend), max_frames, out,
+                  overwrite, masks, no_video, quiet)
         return
     params = click.get_current_context().params
     used = [f"--{name.replace('_', '-')}" for name in HEADLESS_ONLY if params[name]]
@@ -63,7 +63,7 @@ def webcam(camera: str, bboxes: tuple[str, ...], model: str | None, checkpoint: 
         raise click.UsageError(f"{', '.join(used)} apply without a window; add --no-window")
     if record is not None and not Path(record).resolve().parent.is_dir():
         raise click.UsageError(f"cannot record to {record}: its folder does not exist")
-    _window(spec, boxes, (model, checkpoint, preset, device, precision, lost), max_frames, record)
+    _window(spec, boxes, (model, checkpoint, preset, device, precision, lost, backend), max_frames, record)
 
 
 def _headless(spec: int | str, boxes: list, model: tuple, max_frames: int | None, out: str | None, overwrite: bool,

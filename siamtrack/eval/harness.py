@@ -410,7 +410,8 @@ def tracker_meta(tracker: ObjectTracker) -> dict[str, Any]:
     kind = "siammask" if tracker.arch != "opencv" else tracker.model_name
     return {"tracker": kind, "model": tracker.model_name, "arch": tracker.arch,
             "preset": None if tracker.preset is None else tracker.preset.to_dict(),
-            "device": str(tracker.device), "precision": tracker.precision, "siamtrack": __version__}
+            "device": str(tracker.device), "precision": tracker.precision,
+            "backend": getattr(tracker, "backend", None), "siamtrack": __version__}
 
 
 def columns(results: dict[str, Any]) -> tuple[str, ...]:

@@ -163,6 +163,7 @@ class SiamMaskLite(nn.Module):
     """Compact SiamMask: EfficientNet-Lite trunk, 1x1 adjust to ``channels``, depth-wise heads, slim refine."""
 
     arch = ARCH_NAME
+    refine_pads = (18, 9, 4)  # the official offsets translated to the lite maps (module docstring)
 
     def __init__(self, channels: int = 128, anchor_num: int = 5, trunk: str = "lite0") -> None:
         super().__init__()
@@ -206,7 +207,7 @@ class SiamMaskLite(nn.Module):
 
     def refine(self, feats: SearchFeatures, rows: Tensor, cols: Tensor,
                batch_idx: Tensor | None = None) -> Tensor:
-        return self.refine_head(*refine_inputs(feats, rows, cols, batch_idx, pads=(18, 9, 4)))
+        return self.refine_head(*refine_inputs(feats, rows, cols, batch_idx, self.refine_pads))
 
     def trunk_stages(self) -> list[nn.Module]:
         """Trunk pieces from the input up, for freezing the early ones during training."""

@@ -229,6 +229,7 @@ class SiamMaskSharp(nn.Module):
     """The official ``siammask_sharp`` network (``Custom`` in experiments/siammask_sharp)."""
 
     arch = ARCH_NAME
+    refine_pads = (16, 8, 4)  # where refine's windows sit on the stride-2/4/8 maps (``refine_inputs``)
 
     def __init__(self, anchor_num: int = 5) -> None:
         super().__init__()
@@ -272,7 +273,7 @@ class SiamMaskSharp(nn.Module):
 
     def refine(self, feats: SearchFeatures, rows: Tensor, cols: Tensor,
                batch_idx: Tensor | None = None) -> Tensor:
-        return self.refine_model(*refine_inputs(feats, rows, cols, batch_idx))
+        return self.refine_model(*refine_inputs(feats, rows, cols, batch_idx, self.refine_pads))
 
 
 def build(**cfg) -> SiamMaskSharp:

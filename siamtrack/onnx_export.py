@@ -1,0 +1,233 @@
+"""ONNX graphs of a SiamMask network, for ONNX Runtime, OpenVINO, TensorRT or a browser.
+
+Three graphs, split where the tracker's own decisions sit between them (docs/cli.md):
+
+* ``template.onnx``: ``z`` (N,3,127,127) -> ``cls_kernel``, ``loc_kernel``, ``mask_kernel``, once per object;
+* ``search.onnx``: ``x`` (1,3,255,255) and one object's three kernels -> ``cls`` (1,10,25,25), ``loc``
+  (1,20,25,25) and what refine needs (``p0``, ``p1``, ``p2``, ``corr``), every frame;
+* ``refine.onnx``: those four and the chosen cell ``row``, ``col`` (int64, shape (1,)) -> ``mask`` logits
+  (1,127,127): the windows around the cell are cut inside the graph, so a runtime needs no offsets.
+
+Crops are raw BGR float32 0..255, NCHW, as the tracker feeds every architecture. The search graph
+holds one object: the depth-wise correlation is a grouped convolution whose group count (batch x
+channels) ONNX fixes in the graph, so several objects are several runs. A sidecar JSON
+(``siamtrack-onnx.json``) records the architecture, preset, input sizes and layouts, the FLOPs of a
+step and the siamtrack version. onnx is imported only here, when exporting.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from siamtrack.atomic import atomic_folder
+from siamtrack.errors import SiamtrackError
+from siamtrack.models.siammask import Refine, TemplateKernels
+
+SIDECAR = "siamtrack-onnx.json"
+GRAPHS = ("template", "search", "refine")
+OPSET = 17
+# Bumped when the graphs change: the cached exports of older versions are not reused.
+FORMAT = 1
+KERNELS = ("cls_kernel", "loc_kernel", "mask_kernel")
+FEATURES = ("p0", "p1", "p2", "corr")
+IMAGE_LAYOUT = "NCHW float32, BGR, raw 0..255 (no normalisation: the graph holds it)"
+
+
+def onnx_missing() -> SiamtrackError:
+    """The one-line error for a missing ``onnx`` extra."""
+    return SiamtrackError("ONNX export and the onnxruntime backend need onnx and onnxruntime: "
+                          "pip install 'siamtrack[onnx]'")
+
+
+class _Template(nn.Module):
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return tuple(self.net.template(z))
+
+
+class _Search(nn.Module):
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Tensor, cls_kernel: Tensor, loc_kernel: Tensor, mask_kernel: Tensor) -> tuple[Tensor, ...]:
+        cls, loc, feats = self.net.track(x, TemplateKernels(cls_kernel, loc_kernel, mask_kernel))
+        return cls, loc, *feats
+
+
+def window_at(feature: Tensor, pad: int, scale: int, size: int, row: Tensor, col: Tensor) -> Tensor:
+    """``pad(feature)[:, :, scale*row : scale*row+size, scale*col : scale*col+size]`` with the cell as
+    tensors (two gathers), so that it traces into a graph whose cell is an input."""
+    padded = F.pad(feature, [pad, pad, pad, pad])
+    offsets = torch.arange(size, device=feature.device)
+    return padded.index_select(2, scale * row + offsets).index_select(3, scale * col + offsets)
+
+
+class _RefineAt(nn.Module):
+    """The refine module at one cell of one search: the windows of ``refine_inputs``, cut by gathers."""
+
+    def __init__(self, refine: Refine, pads: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.refine = refine
+        self.pads = pads
+
+    def forward(self, p0: Tensor, p1: Tensor, p2: Tensor, corr: Tensor, row: Tensor, col: Tensor) -> Tensor:
+        w0 = window_at(p0, self.pads[0], 4, 61, row, col)
+        w1 = window_at(p1, self.pads[1], 2, 31, row, col)
+        w2 = window_at(p2, self.pads[2], 1, 15, row, col)
+        return self.refine(w0, w1, w2, corr.index_select(2, row).index_select(3, col))
+
+
+def _refine_module(net: nn.Module) -> Refine:
+    found = [m for m in net.modules() if isinstance(m, Refine)]
+    if len(found) != 1:
+        raise ValueError(f"{type(net).__name__}: expected one Refine module, found {len(found)}")
+    return found[0]
+
+
+def graph_modules(model: nn.Module) -> dict[str, nn.Module]:
+    """The three exported computations as modules over a BatchNorm-folded copy of ``model``."""
+    from siamtrack.engine import fold_batchnorm
+
+    net = fold_batchnorm(copy.deepcopy(model).float().eval())
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return {"template": _Template(net), "search": _Search(net),
+            "refine": _RefineAt(_refine_module(net), tuple(net.refine_pads))}
+
+
+def example_inputs(model: nn.Module, seed: int = 0) -> dict[str, tuple[Tensor, ...]]:
+    """Inputs of each graph (crops of random pixels; features from the model), for tracing and checks."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.rand(1, 3, 127, 127, generator=g) * 255
+    x = torch.rand(1, 3, 255, 255, generator=g) * 255
+    with torch.inference_mode():
+        kernels = tuple(model.eval().template(z))
+        feats = tuple(model.track(x, TemplateKernels(*kernels))[2])
+    cell = (torch.tensor([12]), torch.tensor([9]))
+    return {"template": (z,), "search": (x, *kernels), "refine": (*feats, *cell)}
+
+
+def io_names(graph: str) -> tuple[list[str], list[str]]:
+    """Input and output names of a graph."""
+    return {
+        "template": (["z"], list(KERNELS)),
+        "search": (["x", *KERNELS], ["cls", "loc", *FEATURES]),
+        "refine": ([*FEATURES, "row", "col"], ["mask"]),
+    }[graph]
+
+
+def _shapes(names: list[str], tensors: tuple[Tensor, ...], batch: str | None) -> dict[str, Any]:
+    out = {}
+    for name, t in zip(names, tensors, strict=True):
+        shape: list[Any] = list(t.shape)
+        if batch is not None:
+            shape[0] = batch
+        dtype = str(t.dtype).removeprefix("torch.")
+        layout = IMAGE_LAYOUT if name in ("z", "x") else ("cell index" if t.dtype == torch.int64 else "NCHW")
+        out[name] = {"shape": shape, "dtype": dtype, "layout": layout}
+    return out
+
+
+def export_graphs(model: nn.Module, out: Path, *, opset: int = OPSET) -> dict[str, Any]:
+    """Write the three graphs of ``model`` (float32) into the folder ``out``; their input/output description."""
+    modules = graph_modules(model)
+    inputs = example_inputs(model)
+    described = {}
+    for graph in GRAPHS:
+        names_in, names_out = io_names(graph)
+        batch = "N" if graph == "template" else None
+        dynamic = {n: {0: "N"} for n in names_in + names_out} if batch else None
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer notes
+            outputs = modules[graph](*inputs[graph])
+            torch.onnx.export(modules[graph], inputs[graph], str(out / f"{graph}.onnx"), dynamo=False,
+                              opset_version=opset, input_names=names_in, output_names=names_out,
+                              dynamic_axes=dynamic, do_constant_folding=True)
+        _prune(out / f"{graph}.onnx")
+        outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+        described[graph] = {"file": f"{graph}.onnx", "inputs": _shapes(names_in, inputs[graph], batch),
+                            "outputs": _shapes(names_out, outputs, batch)}
+    return described
+
+
+def _prune(path: Path) -> None:
+    """Drop the constants no node reads (the legacy exporter leaves some behind after folding)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    used = {name for node in model.graph.node for name in node.input}
+    unused = [t for t in model.graph.initializer if t.name not in used]
+    for t in unused:
+        model.graph.initializer.remove(t)
+    onnx.save(model, str(path))
+
+
+def check_graphs(folder: Path, model: nn.Module, threads: int = 1) -> dict[str, float]:
+    """``onnx.checker`` on every graph, then one run of each in ONNX Runtime against the torch module:
+    the largest absolute difference per graph. Raises if a graph is invalid."""
+    import onnx
+    import onnxruntime as ort
+
+    modules = graph_modules(model)
+    inputs = example_inputs(model, seed=1)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    diffs = {}
+    for graph in GRAPHS:
+        path = folder / f"{graph}.onnx"
+        onnx.checker.check_model(str(path), full_check=True)
+        names_in, _ = io_names(graph)
+        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        got = session.run(None, {n: t.numpy() for n, t in zip(names_in, inputs[graph], strict=True)})
+        with torch.inference_mode():
+            want = modules[graph](*inputs[graph])
+        want = want if isinstance(want, tuple) else (want,)
+        diffs[graph] = max(float(np.abs(g - w.numpy()).max()) for g, w in zip(got, want, strict=True))
+    return diffs
+
+
+def write_export(model: nn.Module, out: str | Path, meta: dict[str, Any], *, opset: int = OPSET) -> dict[str, Any]:
+    """Export ``model`` (float32) into the folder ``out`` in one step (``atomic_folder``), checked with
+    ``check_graphs``; ``meta`` goes into the sidecar, which is returned."""
+    from siamtrack import __version__
+    from siamtrack.engine import count_track_flops
+
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise onnx_missing() from None
+    with atomic_folder(out, SIDECAR) as tmp:
+        graphs = export_graphs(model, tmp, opset=opset)
+        sidecar = {"format": FORMAT, "siamtrack": __version__, "torch": torch.__version__, "opset": opset,
+                   "precision": "fp32", **meta, "arch": model.arch, "graphs": graphs,
+                   "flops_per_step": count_track_flops(model.eval(), torch.device("cpu")),
+                   "max_abs_diff_vs_torch": check_graphs(tmp, model)}
+        (tmp / SIDECAR).write_text(json.dumps(sidecar, indent=1) + "\n")
+    return sidecar
+
+
+def read_sidecar(folder: str | Path) -> dict[str, Any]:
+    """The sidecar of an export folder; a one-line error if the folder is not one."""
+    path = Path(folder) / SIDECAR
+    try:
+        sidecar = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise SiamtrackError(f"{folder} is not a siamtrack ONNX export (no readable {SIDECAR})") from None
+    missing = [g for g in GRAPHS if not (Path(folder) / sidecar.get("graphs", {}).get(g, {}).get("file", "")).is_file()]
+    if missing:
+        raise SiamtrackError(f"{folder}: the export lacks {', '.join(missing)}.onnx")
+    return sidecar
