@@ -52,8 +52,9 @@ def onnx(model: str | None, checkpoint: str | None, preset: str | None, out: str
     """
     import tempfile
 
-    from siamtrack.commands._common import OutDir, summary_table
+    from siamtrack.commands._common import summary_table
     from siamtrack.onnx_export import GRAPHS, SIDECAR, write_export
+    from siamtrack.runs import OutDir
     from siamtrack.tracker import PRESETS, load_network
 
     if model and checkpoint:
