@@ -57,6 +57,7 @@ class TrainConfig:
     log_every: int = 10
     precision: str = "fp32"
     threads: int = 0
+    compact_optimizer: bool = False  # optimizer state saved in bf16: half the bytes, resume no longer bit-exact
 
 
 @dataclass
@@ -399,7 +400,8 @@ def validate_pairs(model: nn.Module, run: RunConfig, device: torch.device | None
 
 
 # What may change between the chunks of one run: bookkeeping, not the pairs or the schedule.
-RESUMABLE_CHANGES = {"train": {"workers", "checkpoint_every", "log_every", "threads", "precision"}, "val": None}
+RESUMABLE_CHANGES = {"train": {"workers", "checkpoint_every", "log_every", "threads", "precision",
+                               "compact_optimizer"}, "val": None}
 
 
 def _trim_log(path: Path, step: int) -> None:
@@ -560,8 +562,9 @@ def train(config_path: str | Path, out_dir: str | Path, *, resume: bool = False,
                         save_atomic(checkpoint_payload(model, run, done), best_path)
                 if done % cfg.checkpoint_every == 0 or done == end:
                     save_atomic(checkpoint_payload(model, run, done), ckpt)
-                    save_atomic({"optimizer": compact_state(optimizer.state_dict()), "scaler": scaler.state_dict(),
-                                 "step": done, "best": best}, optim_path)
+                    state = optimizer.state_dict()
+                    save_atomic({"optimizer": compact_state(state) if cfg.compact_optimizer else state,
+                                 "scaler": scaler.state_dict(), "step": done, "best": best}, optim_path)
     return ckpt
 
 
