@@ -212,9 +212,11 @@ def check_graphs(folder: Path, model: nn.Module, threads: int = 1) -> dict[str, 
     return diffs
 
 
-def write_export(model: nn.Module, out: str | Path, meta: dict[str, Any], *, opset: int = OPSET) -> dict[str, Any]:
+def write_export(model: nn.Module, out: str | Path, meta: dict[str, Any], *, opset: int = OPSET,
+                 replace: bool = True) -> dict[str, Any]:
     """Export ``model`` (float32) into the folder ``out`` in one step (``atomic_folder``), checked with
-    ``check_graphs``; ``meta`` goes into the sidecar, which is returned."""
+    ``check_graphs``; ``meta`` goes into the sidecar, which is returned. ``replace=False``: an export
+    already complete at ``out`` (another process's) is kept."""
     from siamtrack import __version__
     from siamtrack.engine import count_track_flops
 
@@ -223,7 +225,7 @@ def write_export(model: nn.Module, out: str | Path, meta: dict[str, Any], *, ops
         import onnxruntime  # noqa: F401
     except ImportError:
         raise onnx_missing() from None
-    with atomic_folder(out, SIDECAR) as tmp:
+    with atomic_folder(out, SIDECAR, replace=replace) as tmp:
         graphs = export_graphs(model, tmp, opset=opset)
         sidecar = {"format": FORMAT, "siamtrack": __version__, "torch": torch.__version__, "opset": opset,
                    "precision": "fp32", **meta, "arch": model.arch, "graphs": graphs,
