@@ -43,15 +43,16 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_folder(path: str | Path, marker: str) -> Iterator[Path]:
+def atomic_folder(path: str | Path, marker: str, *, replace: bool = True) -> Iterator[Path]:
     """A temporary folder next to ``path`` to write a set of files into, ``marker`` among them (the file
     whose presence says the set is complete).
 
     When the block ends normally the folder becomes ``path``: renamed, when ``path`` does not exist
     or is empty; otherwise its files replace those of the same name in ``path`` one by one, the old
     ``marker`` removed first and the new one moved last, so ``path`` never holds a complete-looking
-    mix (other files in ``path`` stay). When the block raises, the temporary folder is removed and
-    ``path`` is left as it was.
+    mix (other files in ``path`` stay). ``replace=False`` keeps a ``path`` that is already complete
+    (a cache that a concurrent writer filled first) and drops the new files. When the block raises,
+    the temporary folder is removed and ``path`` is left as it was.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -65,6 +66,8 @@ def atomic_folder(path: str | Path, marker: str) -> Iterator[Path]:
         except OSError:
             if not path.is_dir():
                 raise
+            if not replace and (path / marker).is_file():
+                return
             (path / marker).unlink(missing_ok=True)
             for item in sorted(tmp.iterdir(), key=lambda p: p.name == marker):
                 os.replace(item, path / item.name)

@@ -36,7 +36,7 @@ SIDECAR = "siamtrack-onnx.json"
 GRAPHS = ("template", "search", "refine")
 OPSET = 17
 # Bumped when the graphs change: the cached exports of older versions are not reused.
-FORMAT = 1
+FORMAT = 2
 KERNELS = ("cls_kernel", "loc_kernel", "mask_kernel")
 FEATURES = ("p0", "p1", "p2", "corr")
 IMAGE_LAYOUT = "NCHW float32, BGR, raw 0..255 (no normalisation: the graph holds it)"
@@ -156,22 +156,35 @@ def export_graphs(model: nn.Module, out: Path, *, opset: int = OPSET) -> dict[st
             torch.onnx.export(modules[graph], inputs[graph], str(out / f"{graph}.onnx"), dynamo=False,
                               opset_version=opset, input_names=names_in, output_names=names_out,
                               dynamic_axes=dynamic, do_constant_folding=True)
-        _prune(out / f"{graph}.onnx")
+        _tidy(out / f"{graph}.onnx")
         outputs = outputs if isinstance(outputs, tuple) else (outputs,)
         described[graph] = {"file": f"{graph}.onnx", "inputs": _shapes(names_in, inputs[graph], batch),
                             "outputs": _shapes(names_out, outputs, batch)}
     return described
 
 
-def _prune(path: Path) -> None:
-    """Drop the constants no node reads (the legacy exporter leaves some behind after folding)."""
+def _tidy(path: Path) -> None:
+    """Give every node its own constants and drop the unused ones.
+
+    The exporter shares equal constants through Identity nodes (all-zero biases of folded
+    BatchNorms, for instance); quantization then sees a bias that is not a constant and leaves
+    the convolution in float, so each such Identity becomes a copy of its constant. The
+    constants no node reads any more (and those left behind by folding) are dropped.
+    """
     import onnx
 
     model = onnx.load(str(path))
-    used = {name for node in model.graph.node for name in node.input}
-    unused = [t for t in model.graph.initializer if t.name not in used]
-    for t in unused:
-        model.graph.initializer.remove(t)
+    graph = model.graph
+    constants = {t.name: t for t in graph.initializer}
+    for node in [n for n in graph.node if n.op_type == "Identity" and n.input[0] in constants]:
+        copy_ = onnx.TensorProto()
+        copy_.CopyFrom(constants[node.input[0]])
+        copy_.name = node.output[0]
+        graph.initializer.append(copy_)
+        graph.node.remove(node)
+    used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    for t in [t for t in graph.initializer if t.name not in used]:
+        graph.initializer.remove(t)
     onnx.save(model, str(path))
 
 
@@ -199,9 +212,11 @@ def check_graphs(folder: Path, model: nn.Module, threads: int = 1) -> dict[str, 
     return diffs
 
 
-def write_export(model: nn.Module, out: str | Path, meta: dict[str, Any], *, opset: int = OPSET) -> dict[str, Any]:
+def write_export(model: nn.Module, out: str | Path, meta: dict[str, Any], *, opset: int = OPSET,
+                 replace: bool = True) -> dict[str, Any]:
     """Export ``model`` (float32) into the folder ``out`` in one step (``atomic_folder``), checked with
-    ``check_graphs``; ``meta`` goes into the sidecar, which is returned."""
+    ``check_graphs``; ``meta`` goes into the sidecar, which is returned. ``replace=False``: an export
+    already complete at ``out`` (another process's) is kept."""
     from siamtrack import __version__
     from siamtrack.engine import count_track_flops
 
@@ -210,7 +225,7 @@ def write_export(model: nn.Module, out: str | Path, meta: dict[str, Any], *, ops
         import onnxruntime  # noqa: F401
     except ImportError:
         raise onnx_missing() from None
-    with atomic_folder(out, SIDECAR) as tmp:
+    with atomic_folder(out, SIDECAR, replace=replace) as tmp:
         graphs = export_graphs(model, tmp, opset=opset)
         sidecar = {"format": FORMAT, "siamtrack": __version__, "torch": torch.__version__, "opset": opset,
                    "precision": "fp32", **meta, "arch": model.arch, "graphs": graphs,

@@ -136,16 +136,16 @@ def _quiet_root_logger() -> Iterator[None]:
         root.removeHandler(handler)
 
 
-def write_int8(fp32: str | Path, out: str | Path, calibration: str | Path) -> dict[str, Any]:
+def write_int8(fp32: str | Path, out: str | Path, calibration: str | Path, *, replace: bool = True) -> dict[str, Any]:
     """Quantize the float32 export ``fp32`` into the folder ``out`` (in one step), calibrated on crops
-    of the videos in ``calibration``; returns the new sidecar."""
+    of the videos in ``calibration``; returns the new sidecar (``replace``: as in ``write_export``)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     fp32 = Path(fp32)
     sidecar = read_sidecar(fp32)
     crops = calibration_crops(calibration)
     feeds = calibration_feeds(fp32, crops)
-    with atomic_folder(out, SIDECAR) as tmp, _quiet_root_logger():
+    with atomic_folder(out, SIDECAR, replace=replace) as tmp, _quiet_root_logger():
         for graph in sidecar["graphs"]:
             src = fp32 / f"{graph}.onnx"
             if graph not in QUANTIZED:

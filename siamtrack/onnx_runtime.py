@@ -75,7 +75,7 @@ def cached_export(model: nn.Module, precision: str, *, model_name: str | None = 
     meta = {"model": model_name or model.arch}
     if not (fp32 / SIDECAR).is_file():
         _note(f"exporting {meta['model']} to ONNX (once; cached in {fp32})")
-        write_export(model, fp32, meta)
+        write_export(model, fp32, meta, replace=False)  # a concurrent process's finished export stays
     if precision == "fp32":
         return fp32
     from siamtrack.onnx_quant import calibration_root, write_int8
@@ -84,7 +84,7 @@ def cached_export(model: nn.Module, precision: str, *, model_name: str | None = 
     if not (int8 / SIDECAR).is_file():
         source = calibration_root()
         _note(f"quantizing {meta['model']} to int8 with crops from {source} (once; cached in {int8})")
-        write_int8(fp32, int8, source)
+        write_int8(fp32, int8, source, replace=False)
     return int8
 
 

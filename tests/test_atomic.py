@@ -52,7 +52,10 @@ def test_a_folder_appears_whole_or_not_at_all(tmp_path):
         (tmp / "graph.onnx").write_text("v2")
         (tmp / "done.json").write_text("2")
     assert [(target / n).read_text() for n in ("graph.onnx", "done.json", "notes.txt")] == ["v2", "2", "mine"]
-    assert leftovers(tmp_path) == []
+    with atomic_folder(target, "done.json", replace=False) as tmp:  # a cache another process completed first
+        (tmp / "graph.onnx").write_text("v3")
+        (tmp / "done.json").write_text("3")
+    assert (target / "graph.onnx").read_text() == "v2" and leftovers(tmp_path) == []
 
 
 def test_a_checkpoint_that_fails_to_save_leaves_no_temporary(tmp_path):

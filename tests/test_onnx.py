@@ -132,6 +132,10 @@ def test_export_official_architecture(tmp_path, synthetic_checkpoint):
     assert graphs["search"]["outputs"]["corr"]["shape"] == [1, 256, 25, 25]
     for graph in ("template", "search", "refine"):
         onnx.checker.check_model(str(tmp_path / "official" / f"{graph}.onnx"), full_check=True)
+        # the seeded BatchNorms fold to equal (zero) biases, which the exporter shares through Identity
+        # nodes; each convolution must get its own constant, or int8 leaves it in float
+        nodes = onnx.load(str(tmp_path / "official" / f"{graph}.onnx")).graph.node
+        assert not any(n.op_type == "Identity" for n in nodes)
     check_against_torch(tmp_path / "official", model)
 
 
