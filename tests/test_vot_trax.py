@@ -48,11 +48,11 @@ def clip(tmp_path_factory):
     return seq, boxes
 
 
-def in_process(seq: Path, init_box) -> list:
+def in_process(seq: Path, init_box, backend: str = "torch") -> list:
     """The same model tracking the same JPEG frames in this process."""
     from siamtrack.tracker import Tracker
 
-    tracker = Tracker.from_pretrained("siammask-lite", device="cpu", precision="fp32")
+    tracker = Tracker.from_pretrained("siammask-lite", device="cpu", precision="fp32", backend=backend)
     paths = sorted((seq / "color").glob("*.jpg"))
     tracker.init(cv2.imread(str(paths[0])), [init_box])
     return [tracker.track(cv2.imread(str(p)))[0] for p in paths[1:]]
@@ -100,16 +100,21 @@ def test_trax_session_returns_the_trackers_rotated_boxes(clip, tmp_path):
 
 
 @pytest.mark.slow
-def test_vot_evaluate_runs_siamtrack_offline(clip):
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_vot_evaluate_runs_siamtrack_offline(clip, backend):
     """The toolkit's own `vot evaluate` and `vot analysis` on a local workspace (no download)."""
     pytest.importorskip("vot.tracker.trax", reason="vot-toolkit is in the dev extra")
+    if backend == "onnxruntime":
+        pytest.importorskip("onnxruntime", reason="onnxruntime is in the dev extra")
     from vot.tracker.results import Results, Trajectory
     from vot.workspace.storage import LocalStorage
 
     seq, boxes = clip
     workspace = seq.parents[1]
-    command = " ".join([sys.executable, "-m", "siamtrack.cli", "vot", *MODEL, "--output", "rectangle"])
-    (workspace / "trackers.ini").write_text(f"[siamtrack]\nlabel = siamtrack\nprotocol = trax\ncommand = {command}\n"
+    name = f"siamtrack-{backend}"  # its own results folder in the shared workspace
+    command = " ".join([sys.executable, "-m", "siamtrack.cli", "vot", *MODEL, "--backend", backend,
+                        "--output", "rectangle"])
+    (workspace / "trackers.ini").write_text(f"[{name}]\nlabel = {name}\nprotocol = trax\ncommand = {command}\n"
                                             f"timeout = 120\nenv_PYTHONPATH = {ROOT}\n")
     # The VOT-2018 baseline (supervised) experiment cannot run TraX trackers in vot-toolkit 0.9.0
     # (docs/eval.md); its unsupervised experiment runs the same session protocol.
@@ -118,18 +123,18 @@ def test_vot_evaluate_runs_siamtrack_offline(clip):
                                           "      - type: average_accuracy\n")
     (workspace / "config.yaml").write_text("registry:\n- ./trackers.ini\nstack: stack.yaml\n")
     vot = [sys.executable, "-m", "vot"]
-    for args in (["evaluate", "--workspace", str(workspace), "siamtrack"],
-                 ["analysis", "--workspace", str(workspace), "--name", "check", "siamtrack"]):
+    for args in (["evaluate", "--workspace", str(workspace), name],
+                 ["analysis", "--workspace", str(workspace), "--name", name, name]):
         done = subprocess.run(vot + args, capture_output=True, text=True, timeout=600, cwd=workspace)
         assert done.returncode == 0 and "success" in done.stdout + done.stderr, done.stdout + done.stderr
-    results = Results(LocalStorage(str(workspace / "results" / "siamtrack" / "baseline" / "clip")))
+    results = Results(LocalStorage(str(workspace / "results" / name / "baseline" / "clip")))
     regions = Trajectory.read(results, "clip_001").regions()
-    expected = in_process(seq, boxes[0])
+    expected = in_process(seq, boxes[0], backend)
     for region, result, box in zip(regions[1:], expected, boxes[1:], strict=True):
         got = (region.x, region.y, region.width, region.height)
         np.testing.assert_allclose(got, result.box, atol=1e-3)
         assert bx.polygon_iou(bx.box_polygon(got), bx.box_polygon(box)) > IOU_FLOOR
-    analysis = json.loads((workspace / "analysis" / "check.json").read_text())
+    analysis = json.loads((workspace / "analysis" / f"{name}.json").read_text())
     (((accuracy,),),) = analysis["results"]["baseline"]["results"]
     assert accuracy > IOU_FLOOR
 
