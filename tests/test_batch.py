@@ -22,12 +22,12 @@ import pytest
 from PIL import Image
 
 from siamtrack.batch import read_manifest
-from siamtrack.cli import main
 from siamtrack.commands import _common
 from siamtrack.executors import ProcessExecutor, default_threads
 from siamtrack.io import synthetic
 from siamtrack.io.sources import open_source
 from tests import batch_helpers
+from tests.test_cli_run import invoke
 
 REPO = Path(__file__).resolve().parents[1]
 N, SIZE = 12, (160, 120)
@@ -76,16 +76,6 @@ def oracle(monkeypatch) -> dict:
 
     monkeypatch.setattr(_common, "make_tracker", make)
     return state
-
-
-def invoke(capsys, *args) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
 
 
 def write_manifest(path: Path, rows: list) -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -333,6 +334,27 @@ def test_saved_masks_rescore_identically_and_outputs_are_deterministic(tmp_path)
     data = json.loads((tmp_path / "a" / "results.json").read_text())
     assert set(data["summary"]) >= {"J_mean", "J_recall", "J_decay", "F_mean", "F_recall", "F_decay", "JF_mean"}
     assert "| **overall** |" in (tmp_path / "a" / "results.md").read_text()
+
+
+def test_a_results_write_that_fails_midway_keeps_the_earlier_results(tmp_path, monkeypatch):
+    seqs = palette_sequences()
+    root = write_davis(tmp_path / "davis", seqs, pred_root=tmp_path / "pred")
+    results = evaluate_davis(root, pred_dir=tmp_path / "pred")
+    write_results(results, tmp_path / "out")
+    before = (tmp_path / "out" / "results.json").read_bytes()
+    real_write_text = Path.write_text
+
+    def disk_full(self, text, *args, **kwargs):  # half the text reaches the disk, then ENOSPC
+        real_write_text(self, text[: len(text) // 2], *args, **kwargs)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    results["summary"]["J_mean"] = 0.5
+    with pytest.raises(OSError, match="No space"):
+        write_results(results, tmp_path / "out")
+    monkeypatch.undo()
+    assert (tmp_path / "out" / "results.json").read_bytes() == before
+    assert not [p.name for p in (tmp_path / "out").iterdir() if p.suffix == ".tmp"]
 
 
 def test_prediction_errors_are_one_line(tmp_path):

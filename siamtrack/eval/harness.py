@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from siamtrack import __version__
+from siamtrack.atomic import write_text_atomic
 from siamtrack.errors import SiamtrackError
 from siamtrack.eval import boxes as bx
 from siamtrack.eval import davis as dv
@@ -495,8 +496,8 @@ def write_results(results: dict[str, Any], out_dir: str | Path) -> tuple[list[Pa
     except OSError as exc:
         raise SiamtrackError(f"cannot create {out} ({exc.strerror})") from None
     written = [out / "results.json", out / "results.md"]
-    written[0].write_text(json.dumps(results, indent=1, allow_nan=False) + "\n")
-    written[1].write_text(markdown_table(results))
+    write_text_atomic(written[0], json.dumps(results, indent=1, allow_nan=False) + "\n")  # never half a file
+    write_text_atomic(written[1], markdown_table(results))
     notes = []
     if success_plot(results, out / "success.png"):
         written.append(out / "success.png")
