@@ -2,6 +2,7 @@
 
 Usage (from the repository root):
     python scripts/ablation.py [--only base,lite1,...] [--steps 400] [--batch 8] [--out runs/ablation]
+    python scripts/ablation.py --only base,no-coco --seed 7 --out runs/ablation-seed7   # another seed
 
 Every run is the heads stage of configs/siammask-lite-v1.toml from ImageNet (trunk frozen), with the
 same seed, pair indices, schedule and validation, changed only where its row says. The judges are the
@@ -65,8 +66,10 @@ def to_toml(value, key: str = "") -> str:
     return "\n".join(lines)
 
 
-def experiment_config(base: dict, overrides: dict, steps: int, batch: int) -> dict:
+def experiment_config(base: dict, overrides: dict, steps: int, batch: int, seed: int | None = None) -> dict:
     cfg = copy.deepcopy(base)
+    if seed is not None:  # other training pairs; validation and its fixed pairs stay the same
+        cfg["sampler"]["seed"] = seed
     cfg.pop("augment_stage", None)
     cfg["augment"].update({"elastic": 0.3, "paste": 0.2})  # the v2 recipe's augmentations from step 0
     cfg["train"].update({"steps": steps, "batch_size": batch, "freeze_trunk_until": steps, "warmup_steps": 50,
@@ -99,6 +102,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--out", default="runs/ablation")
     ap.add_argument("--precision", default="bf16")
+    ap.add_argument("--seed", type=int, default=None, help="sampler seed (default: the base recipe's)")
     args = ap.parse_args()
 
     from siamtrack.train.loop import train
@@ -111,7 +115,7 @@ def main() -> None:
         run_dir = out / name
         run_dir.mkdir(parents=True, exist_ok=True)
         config = run_dir / "config.toml"
-        config.write_text(to_toml(experiment_config(base, overrides, args.steps, args.batch)))
+        config.write_text(to_toml(experiment_config(base, overrides, args.steps, args.batch, args.seed)))
         log = run_dir / "train_log.jsonl"
         if not (log.is_file() and any('"val_J"' in line for line in log.read_text().splitlines())):
             t0 = time.perf_counter()
