@@ -30,6 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from siamtrack.eval.davis import region_j
 from siamtrack.io.annotations import list_images, mask_box, read_label_mask
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,13 +63,9 @@ def frames_of(folder: Path) -> int:
 
 
 def mean_iou(a: Path, b: Path) -> float:
-    values = []
-    for png in sorted((a / "masks" / "0").iterdir()):
-        x = cv2.imread(str(png), cv2.IMREAD_GRAYSCALE) > 0
-        y = cv2.imread(str(b / "masks" / "0" / png.name), cv2.IMREAD_GRAYSCALE) > 0
-        union = np.count_nonzero(x | y)
-        values.append(np.count_nonzero(x & y) / union if union else 1.0)
-    return float(np.mean(values))
+    return float(np.mean([region_j(cv2.imread(str(png), cv2.IMREAD_GRAYSCALE) > 0,
+                                   cv2.imread(str(b / "masks" / "0" / png.name), cv2.IMREAD_GRAYSCALE) > 0)
+                          for png in sorted((a / "masks" / "0").iterdir())]))
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ from PIL import Image
 
 from siamtrack.batch import read_manifest
 from siamtrack.commands import _common
+from siamtrack.eval.davis import region_j
 from siamtrack.executors import ProcessExecutor, default_threads
 from siamtrack.io import synthetic
 from siamtrack.io.sources import open_source
@@ -316,13 +317,9 @@ def test_without_ray_the_ray_executor_is_one_line(clip, capsys, tmp_path, monkey
 
 def mask_iou(a: Path, b: Path) -> list[float]:
     """Per-frame IoU of two runs' object-0 mask PNGs."""
-    out = []
-    for png in sorted((a / "masks" / "0").iterdir()):
-        x = cv2.imread(str(png), cv2.IMREAD_GRAYSCALE) > 0
-        y = cv2.imread(str(b / "masks" / "0" / png.name), cv2.IMREAD_GRAYSCALE) > 0
-        union = np.count_nonzero(x | y)
-        out.append(np.count_nonzero(x & y) / union if union else 1.0)
-    return out
+    return [region_j(cv2.imread(str(png), cv2.IMREAD_GRAYSCALE) > 0,
+                     cv2.imread(str(b / "masks" / "0" / png.name), cv2.IMREAD_GRAYSCALE) > 0)
+            for png in sorted((a / "masks" / "0").iterdir())]
 
 
 @pytest.mark.slow
