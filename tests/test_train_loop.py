@@ -20,6 +20,7 @@ from siamtrack.train.loop import (
     param_groups,
     phase,
     trunk_stages,
+    val_frames,
 )
 
 
@@ -92,6 +93,14 @@ def test_resume_refuses_a_changed_recipe_but_allows_bookkeeping(tmp_path):
         _check_same_recipe(saved, RunConfig.load(_config(tmp_path, shift=32.0)).raw, Path("last.pt"))
 
 
+def test_validation_frames_follow_the_davis_protocol_at_every_frame_step():
+    assert val_frames(6, 0) == [0, 1, 2, 3, 4]  # init on 0, score 1..4: the last frame is not scored
+    assert val_frames(10, 2, max_frames=7) == [2, 3, 4, 5]
+    assert val_frames(10, 0, step=3) == [0, 3, 6]  # 0, 3, 6, 9 tracked; 9 is the last
+    assert val_frames(10, 1, step=4) == [1, 5]
+    assert val_frames(1, 0) == [0] and val_frames(2, 0, step=3) == [0]
+
+
 def test_config_errors_are_one_line(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[train]\nbatch = 3\n")
@@ -99,6 +108,9 @@ def test_config_errors_are_one_line(tmp_path):
         RunConfig.load(bad)
     bad.write_text("[train\n")
     with pytest.raises(SiamtrackError, match="cannot read training config"):
+        RunConfig.load(bad)
+    bad.write_text("[val]\nframe_step = 0\n")
+    with pytest.raises(SiamtrackError, match="frame_step must be 1 or more"):
         RunConfig.load(bad)
 
 
@@ -126,7 +138,8 @@ def test_checkpoint_holds_only_what_weights_only_loading_accepts(tmp_path):
     assert ck["arch"] == "siammask_lite" and ck["step"] == 7 and set(ck["state_dict"]) == set(model.state_dict())
 
 
-@pytest.mark.parametrize("name", ["siammask-lite.toml", "siammask-lite-v1.toml", "siammask-sharp.toml"])
+@pytest.mark.parametrize("name", ["siammask-lite.toml", "siammask-lite-v1.toml", "siammask-lite-v1-lite1.toml",
+                                  "siammask-sharp.toml"])
 def test_shipped_recipes_are_valid(name):
     from siamtrack.tracker import Preset
     from siamtrack.train.datasets import DATASET_READERS

@@ -67,6 +67,7 @@ class ValConfig:
     every: int = 0
     max_frames: int = 20  # 0: every frame
     pairs: int = 0  # fixed pairs from the validation sequences scored with the training losses
+    frame_step: int = 1  # track every Nth frame: N times the motion per frame (fast-motion check)
 
 
 def _dataclass_from(cls, data: dict[str, Any], where: str):
@@ -99,12 +100,15 @@ class RunConfig:
             raise SiamtrackError(f"{path}: cannot read training config ({exc})") from None
         sampler = raw.get("sampler", {})
         base = _dataclass_from(AugmentConfig, raw.get("augment", {}), "[augment]")
+        val = _dataclass_from(ValConfig, raw.get("val", {}), "[val]")
+        if val.frame_step < 1:
+            raise SiamtrackError(f"{path}: [val] frame_step must be 1 or more, not {val.frame_step}")
         return cls(
             model=dict(raw.get("model", {"arch": "siammask_lite"})),
             data=list(raw.get("data", [])),
             train=_dataclass_from(TrainConfig, raw.get("train", {}), "[train]"),
             augment=base,
-            val=_dataclass_from(ValConfig, raw.get("val", {}), "[val]"),
+            val=val,
             augment_stages=_augment_stages(base, raw.get("augment_stage", [])),
             preset=dict(raw.get("preset", {})),
             seed=int(sampler.get("seed", 0)),
@@ -310,17 +314,19 @@ def checkpoint_payload(model: nn.Module, run: RunConfig, step: int) -> dict[str,
             "step": step, "train_config": json.loads(json.dumps(run.raw))}
 
 
-def init_model(run: RunConfig) -> nn.Module:
+def init_model(run: RunConfig, *, load_init: bool = True) -> nn.Module:
     """Build the model and load its starting weights (``[model] init``).
 
     ``imagenet`` is the bundled Lite0 trunk for siammask_lite; a path loads every tensor whose
     name and shape match, either a SiamMask checkpoint or a bare ImageNet ResNet-50 (torchvision
     names, as the official release's ``resnet.model``), whose keys are read as the backbone's.
+    ``load_init=False`` skips them: a resumed run overwrites every weight from its checkpoint, so
+    it must not need the starting weights' file (or package) on the machine it resumes on.
     """
     arch = run.model.get("arch", "siammask_lite")
     cfg = {k: v for k, v in run.model.items() if k not in ("arch", "init")}
     model = build_model(arch, **cfg)
-    init = run.model.get("init", "imagenet")
+    init = run.model.get("init", "imagenet") if load_init else "none"
     if init == "imagenet":
         if arch != "siammask_lite":
             raise SiamtrackError(f"[model] init = 'imagenet' is only bundled for siammask_lite; for {arch} "
@@ -342,6 +348,14 @@ def init_model(run: RunConfig) -> nn.Module:
     return model
 
 
+def val_frames(length: int, first: int, max_frames: int = 0, step: int = 1) -> list[int]:
+    """The frames validation tracks: the first annotated one, then every ``step``-th up to
+    ``max_frames`` (0: the end), less the last, which the DAVIS protocol does not score."""
+    end = min(length, max_frames or length)
+    frames = list(range(first, end, step))
+    return frames[:-1] if len(frames) > 1 else frames
+
+
 def validate(model: nn.Module, run: RunConfig, device: torch.device | None = None) -> dict[str, float]:
     """Mean mask IoU (J) of the real tracker on held-back training sequences.
 
@@ -358,11 +372,10 @@ def validate(model: nn.Module, run: RunConfig, device: torch.device | None = Non
     cache = ds.FrameCache(1 << 28)
     out = {}
     for track in tracks:
-        n = min(len(track.frames), run.val.max_frames or len(track.frames))
-        first = int(track.valid[0])
+        first, *scored = val_frames(len(track.frames), int(track.valid[0]), run.val.max_frames, run.val.frame_step)
         tracker.init(cache.frame(track.frames[first]), tuple(track.boxes[first]))
         ious = []
-        for i in range(first + 1, n - 1):  # the DAVIS protocol skips the first and last frames
+        for i in scored:
             (res,) = tracker.track(cache.frame(track.frames[i]))
             gt = cache.mask(track, i) > 0
             union = np.count_nonzero(gt | res.mask)
@@ -474,7 +487,7 @@ def train(config_path: str | Path, out_dir: str | Path, *, resume: bool = False,
     best_path = out / "best.pt"
 
     torch.manual_seed(run.seed)
-    model = init_model(run).to(dev)
+    model = init_model(run, load_init=not (resume and ckpt.is_file())).to(dev)
     optimizer = torch.optim.SGD(param_groups(model, cfg), lr=cfg.base_lr, momentum=cfg.momentum,
                                 weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler(enabled=cfg.precision == "fp16")
