@@ -28,8 +28,10 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=256)
     ap.add_argument("--frame-step", type=int, default=1)
     args = ap.parse_args()
+    if args.frame_step < 1:
+        ap.error("--frame-step must be 1 or more")
     run = RunConfig.load(args.config)
-    run.val.max_frames, run.val.pairs, run.val.frame_step = 0, args.pairs, max(1, args.frame_step)
+    run.val.max_frames, run.val.pairs, run.val.frame_step = 0, args.pairs, args.frame_step
     for path in args.checkpoints:
         ck = read_checkpoint(path)
         model = build_model(ck.get("arch", "siammask_lite"), **ck.get("config", {}))

@@ -24,6 +24,7 @@ from torch import nn
 from siamtrack import geometry as geo
 from siamtrack.atomic import atomic_path
 from siamtrack.errors import SiamtrackError
+from siamtrack.eval.davis import region_j
 from siamtrack.models import build_model
 from siamtrack.train import datasets as ds
 from siamtrack.train.losses import box_loss, mask_iou, mask_loss, score_loss
@@ -377,9 +378,7 @@ def validate(model: nn.Module, run: RunConfig, device: torch.device | None = Non
         ious = []
         for i in scored:
             (res,) = tracker.track(cache.frame(track.frames[i]))
-            gt = cache.mask(track, i) > 0
-            union = np.count_nonzero(gt | res.mask)
-            ious.append(1.0 if union == 0 else np.count_nonzero(gt & res.mask) / union)
+            ious.append(region_j(cache.mask(track, i) > 0, res.mask))
         out[track.name] = float(np.mean(ious)) if ious else 0.0
     return out
 
@@ -486,13 +485,14 @@ def train(config_path: str | Path, out_dir: str | Path, *, resume: bool = False,
     ckpt, optim_path, log_path = out / "last.pt", out / "last.optim.pt", out / "train_log.jsonl"
     best_path = out / "best.pt"
 
+    resuming = resume and ckpt.is_file()
     torch.manual_seed(run.seed)
-    model = init_model(run, load_init=not (resume and ckpt.is_file())).to(dev)
+    model = init_model(run, load_init=not resuming).to(dev)
     optimizer = torch.optim.SGD(param_groups(model, cfg), lr=cfg.base_lr, momentum=cfg.momentum,
                                 weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler(enabled=cfg.precision == "fp16")
     start, best = 0, {"val_J": -1.0, "step": 0}
-    if resume and ckpt.is_file():
+    if resuming:
         saved = torch.load(ckpt, map_location=dev, weights_only=True)
         _check_same_recipe(saved.get("train_config", {}), run.raw, ckpt, int(saved.get("step", 0)))
         model.load_state_dict(saved["state_dict"])
