@@ -33,11 +33,12 @@ weights: setup
 demo: setup weights
 	$(VENV)/bin/siamtrack demo
 
+# Every figure is also a ratio to the fp32-reference step timed in the same run (--vs), comparable across machines.
 # bf16 is timed where the CPU runs it natively (AVX512-BF16 or AMX); elsewhere it would be refused.
 BENCH_BF16 := $(shell grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo 2>/dev/null && echo ,bf16)
 # int8 (onnxruntime) is calibrated on training videos: timed where they are (../shared or $SIAMTRACK_CALIBRATION).
 BENCH_INT8 := $(shell test -d "$${SIAMTRACK_CALIBRATION:-../shared/train_data/videos}" && echo ,int8)
-BENCH_CASES := --backend torch,onnxruntime --precision fp32-reference,fp32$(BENCH_BF16)$(BENCH_INT8) --threads 1,2
+BENCH_CASES := --backend torch,onnxruntime --precision fp32-reference,fp32$(BENCH_BF16)$(BENCH_INT8) --threads 1,2 --vs fp32-reference
 
 bench: setup
 	$(VENV)/bin/siamtrack bench $(BENCH_CASES) --json runs/bench.json

@@ -276,3 +276,17 @@ def run_benchmark(cases: Sequence[Case], frames: Sequence[np.ndarray], boxes: li
         r["speedup_vs_first"] = base / r["stages"]["total"]["median_ms"]
     out["results"] = results
     return out
+
+
+def reference_ratios(results: list[dict[str, Any]], reference: dict[str, Any]) -> dict[str, float]:
+    """Each result's ``vs_reference``: its fps over the fps of the result that matches ``reference``
+    (backend, precision, not lost) at the same thread count; returns the reference fps per thread count.
+
+    Absolute fps differ 1.5x between the machines this project meets; a ratio to a case timed in
+    the same run, interleaved with it, reads the same on each of them.
+    """
+    refs = {r["threads"]: r["fps"] for r in results
+            if not r["lost"] and all(r[k] == v for k, v in reference.items())}
+    for r in results:
+        r["vs_reference"] = r["fps"] / refs[r["threads"]] if r["threads"] in refs else None
+    return {str(t): fps for t, fps in refs.items()}

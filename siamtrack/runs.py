@@ -112,7 +112,8 @@ def run_meta(tracker: Any, src: Any, source_label: str, boxes: list[tuple[float,
         pass
     preset = tracker.preset.to_dict() if hasattr(tracker.preset, "to_dict") else str(tracker.preset)
     return {"source": source_label, "source_name": src.name, "fps": src.fps, "size": list(src.size),
-            "start": start, "model": tracker.model_name, "arch": tracker.arch, "preset": preset,
+            "rotation": getattr(src, "rotation", 0), "start": start,
+            "model": tracker.model_name, "arch": tracker.arch, "preset": preset,
             "precision": tracker.precision, "backend": getattr(tracker, "backend", None),
             "device": str(tracker.device), "versions": versions,
             "objects": [{"obj_id": i, "init_box": [round(v, 3) for v in b]} for i, b in enumerate(boxes)]}

@@ -120,10 +120,28 @@ def checkpoint_preset(loaded: LoadedCheckpoint, model_name: str) -> Preset | Non
 
     The stored name is not kept: it may repeat a built-in name with other values.
     """
-    if loaded.preset is None:
+    return _stored_preset(loaded.meta, model_name)
+
+
+def _stored_preset(meta: dict[str, Any], model_name: str) -> Preset | None:
+    if not isinstance(meta.get("preset"), dict):
         return None
-    origin = "tuned" if "preset_tuning" in loaded.meta else "checkpoint"
-    return Preset.from_dict({**loaded.preset, "name": f"{model_name}-{origin}"})
+    origin = "tuned" if "preset_tuning" in meta else "checkpoint"
+    return Preset.from_dict({**meta["preset"], "name": f"{model_name}-{origin}"})
+
+
+def registry_preset(name: str, path: Path | None) -> str:
+    """The preset a run of registry model ``name`` tracks with when no ``--preset`` is given: the
+    checkpoint's own (``path``, when the file is present), else the registry entry's."""
+    from siamtrack import weights
+    from siamtrack.weights.loading import extract_state_dict, read_checkpoint
+
+    if path is not None:
+        _, meta = extract_state_dict(read_checkpoint(path), str(path))
+        stored = _stored_preset(meta, name)
+        if stored is not None:
+            return stored.name
+    return weights.get_entry(name).preset
 
 
 def load_network(name: str | None = None, *, checkpoint: str | Path | None = None,
@@ -347,6 +365,8 @@ class Tracker:
         self._kernels = None
         self._avg_chans: np.ndarray | None = None
         self._timer = _Timer(sync=self.device.type == "cuda")
+        # Objects x frames whose half-precision decision was a near-tie, re-made in fp32.
+        self.exact_decisions = 0
 
     @staticmethod
     def _make_preset(preset: str | Preset | dict) -> Preset:
@@ -513,14 +533,18 @@ class Tracker:
         x = self._crops(frame, [st.center for st in states], sides, geo.INSTANCE_SIZE)
         timer.mark("crop")
         with self._grad_context():
-            feats = self.net.backbone(x)
-            timer.mark("backbone")
-            cls, loc, search = self.net.heads(feats, self._kernels_for(idx))
+            score, delta, search, picks = self._decide(x, idx, sides, self.net.backbone)
+            margin = getattr(self.net, "decision_margin", None)
+            redo = [j for j, pk in enumerate(picks) if margin and geo.decision_margin(pk[6][0]) < margin]
+            if redo:  # a near-tie in half precision: decide it as fp32 would
+                exact = self._decide(x[redo], [idx[j] for j in redo], [sides[j] for j in redo],
+                                     self.net.exact_backbone, ("exact", "exact"))
+                for n, j in enumerate(redo):
+                    score[j], delta[j], picks[j] = exact[0][n], exact[1][n], exact[3][n]
+                for mine, theirs in zip(search, exact[2], strict=True):
+                    mine[redo] = theirs
+                self.exact_decisions += len(redo)
             k = len(states)
-            score = torch.softmax(cls.detach().float().reshape(k, 2, -1), dim=1)[:, 1].cpu().numpy()
-            delta = loc.detach().float().reshape(k, 4, -1).cpu().numpy()
-            timer.mark("heads")
-            picks = [self._select(st, score[j], delta[j], sides[j]) for j, st in enumerate(states)]
             rows = torch.tensor([pk[1] for pk in picks], device=self.device)
             cols = torch.tensor([pk[2] for pk in picks], device=self.device)
             masks = torch.sigmoid(self.net.refine(search, rows, cols).detach().float()).cpu().numpy()
@@ -532,6 +556,19 @@ class Tracker:
             out[i] = self._finish(i, states[j], picks[j], masks[j], sides[j], (w, h), ok, looks[j])
         timer.mark("post")
         return out
+
+    def _decide(self, x: torch.Tensor, idx: list[int], sides: list[float], backbone,
+                stages: tuple[str, str] = ("backbone", "heads")):
+        """Trunk, heads and candidate choice for crops ``x`` of objects ``idx``: (score, delta, search, picks)."""
+        feats = backbone(x)
+        self._timer.mark(stages[0])
+        cls, loc, search = self.net.heads(feats, self._kernels_for(idx))
+        k = len(idx)
+        score = torch.softmax(cls.detach().float().reshape(k, 2, -1), dim=1)[:, 1].cpu().numpy()
+        delta = loc.detach().float().reshape(k, 4, -1).cpu().numpy()
+        self._timer.mark(stages[1])
+        picks = [self._select(self.states[i], score[j], delta[j], sides[j]) for j, i in enumerate(idx)]
+        return score, delta, search, picks
 
     @staticmethod
     def _looks(search, batch: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> np.ndarray:

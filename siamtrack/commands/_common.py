@@ -235,6 +235,18 @@ def echo_warning(message: str) -> None:
     click.echo(f"Warning: {message}", err=True)
 
 
+def open_input(spec: str) -> Any:
+    """``open_source`` for a command: what the user should know about the source (a rotated
+    video) is printed once, as a warning line."""
+    from siamtrack.io.sources import open_source
+
+    src = open_source(spec)
+    note = src.notice()
+    if note:
+        echo_warning(note)
+    return src
+
+
 def first_frame(frames: Iterator) -> Any:
     try:
         return next(frames)

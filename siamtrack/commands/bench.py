@@ -154,15 +154,17 @@ def _print(report: dict[str, Any]) -> None:
                           f"{v['p10_ms']:.1f}", f"{v['p90_ms']:.1f}", end_section=i == len(rows) - 1)
     out.print(table)
     summary = Table(title="throughput and compute (medians)")
+    ref = report.get("reference")
     for col in ("case", "threads", "fps", "object fps", "GFLOP/frame", "GFLOP/s", "of peak", "of matmul",
-                "vs first"):
+                f"vs {ref['case']}" if ref else "vs first"):
         summary.add_column(col, justify="left" if col == "case" else "right")
     for r in results:
         peak = f"{100 * r['fraction_of_peak']:.0f} %" if r["fraction_of_peak"] is not None else "-"
         gemm = f"{100 * r['fraction_of_gemm']:.0f} %" if "fraction_of_gemm" in r else "-"
+        ratio = r.get("vs_reference") if ref else r["speedup_vs_first"]
         summary.add_row(_label(r), str(r["threads"]), f"{r['fps']:.2f}", f"{r['object_fps']:.2f}",
                         f"{r['gflops_per_frame']:.2f}", f"{r['achieved_gflops']:.1f}", peak, gemm,
-                        f"{r['speedup_vs_first']:.2f}x")
+                        "-" if ratio is None else f"{ratio:.2f}x")
     out.print(summary)
     cpu = report["cpu"]
     lines = [
@@ -175,6 +177,9 @@ def _print(report: dict[str, Any]) -> None:
         f"cpu: {cpu['model']}; bf16: avx512_bf16 {'yes' if cpu['avx512_bf16'] else 'no'}, "
         f"amx_bf16 {'yes' if cpu['amx_bf16'] else 'no'}",
     ]
+    if ref:
+        lines.append(f"reference: {ref['case']} of the same network on the same frames, interleaved"
+                     f"{' (added by --vs)' if ref['added'] else ''}; read figures across machines as these ratios")
     lines += [f"peak: {a}" for a in dict.fromkeys(r["peak_assumption"] for r in results)]
     if any(r["backend"] == "onnxruntime" for r in results):
         lines.append(f"onnxruntime {report['onnxruntime']}: trunk and heads run as one graph (search.onnx), timed "
@@ -207,11 +212,15 @@ def _print(report: dict[str, Any]) -> None:
 @click.option("--size", default=None, metavar="WxH", help="Frame size (generated clip: default 854x480).")
 @click.option("--lost", is_flag=True,
               help="Also time each case with every object lost (its re-detection search), interleaved.")
+@click.option("--vs", "vs", type=click.Choice(["fp32-reference", "none"]), default="fp32-reference",
+              show_default=True,
+              help="Reference case every figure is also given as a ratio to (timed in the same run, added "
+                   "if not listed): the official eager fp32 step of the same network.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Also write the report here.")
 @user_errors
 def bench(source: str | None, bboxes: tuple[str, ...], model: str | None, checkpoint: str | None, arch: str | None,
           preset: str | None, device: str, backends: str, precisions: str, threads: str | None, objects: int | None,
-          frames: int, warmup: int, size: str | None, lost: bool, json_path: str | None) -> None:
+          frames: int, warmup: int, size: str | None, lost: bool, vs: str, json_path: str | None) -> None:
     """Time init and track per stage (crop, backbone, heads, refine, post, total): median and p10/p90,
     fps, peak memory, network FLOPs and the fraction of the machine's peak FLOP/s.
 
@@ -232,7 +241,7 @@ def bench(source: str | None, bboxes: tuple[str, ...], model: str | None, checkp
     import torch
 
     from siamtrack import __version__
-    from siamtrack.bench import Case, cpu_info, run_benchmark
+    from siamtrack.bench import Case, cpu_info, reference_ratios, run_benchmark
     from siamtrack.tracker import Tracker
 
     combos = bench_combinations(parse_list(backends, BACKENDS, "--backend") or ["torch"],
@@ -242,6 +251,9 @@ def bench(source: str | None, bboxes: tuple[str, ...], model: str | None, checkp
     count = objects or len(boxes)
     boxes = [boxes[i % len(boxes)] for i in range(count)]
     net, name, chosen_preset, note = _network(model, checkpoint, arch, preset)
+    added = vs != "none" and ("torch", vs) not in combos
+    if added:
+        combos.append(("torch", vs))
     cases = []
     for backend, p in combos:
         for searching in (False, True) if lost else (False,):
@@ -256,6 +268,9 @@ def bench(source: str | None, bboxes: tuple[str, ...], model: str | None, checkp
     report = {"siamtrack": __version__, "torch": torch.__version__, "model": name, "arch": first.arch,
               "preset": first.preset.name, "device": str(first.device), "source": described, "objects": count,
               "warmup": warmup, "frames": frames, "note": note, "cpu": cpu_info(), **result}
+    if vs != "none":
+        fps = reference_ratios(report["results"], {"backend": "torch", "precision": vs})
+        report["reference"] = {"case": vs, "added": added, "fps": fps}
     if first.device.type == "cuda":
         report["gpu"] = torch.cuda.get_device_name(first.device)
     if any(backend == "onnxruntime" for backend, _ in combos):

@@ -41,14 +41,13 @@ def export_masks(source: str, bboxes: tuple[str, ...], model: str | None, checkp
     """
     import contextlib
 
-    from siamtrack.commands._common import Progress, echo_warning, first_frame, make_tracker, parse_bbox
+    from siamtrack.commands._common import Progress, echo_warning, first_frame, make_tracker, open_input, parse_bbox
     from siamtrack.io.sinks import DavisPaletteSink, MaskOutputs, MaskPngSink, NpzSink
-    from siamtrack.io.sources import open_source
     from siamtrack.runs import OutDir
     from siamtrack.stream import Start, track_stream
 
     boxes = [parse_bbox(b) for b in bboxes]
-    src = open_source(source)
+    src = open_input(source)
     out_dir = OutDir(out, src.name, overwrite)
 
     def open_outputs(start: Start) -> MaskOutputs:

@@ -45,14 +45,13 @@ def run(source: str, bboxes: tuple[str, ...], model: str | None, checkpoint: str
     """
     import contextlib
 
-    from siamtrack.commands._common import first_frame, has_display, make_tracker, parse_bbox, select_boxes
-    from siamtrack.io.sources import open_source
+    from siamtrack.commands._common import first_frame, has_display, make_tracker, open_input, parse_bbox, select_boxes
     from siamtrack.runs import RUN_OUTPUTS, OutDir
 
     boxes = [parse_bbox(b) for b in bboxes]
     if show and not has_display():
         raise click.UsageError("--show needs a display")
-    src = open_source(source)
+    src = open_input(source)
     out_dir = OutDir(out, src.name, overwrite, owned=RUN_OUTPUTS)
     frames = src.frames(start, max_frames)
     with contextlib.closing(frames):  # the decoder stops if selection or model loading fails

@@ -23,11 +23,16 @@ def weights() -> None:
 
 @weights.command("list")
 def list_cmd() -> None:
-    """The registry as a table (name, file, where found, size, source), then the lookup order."""
+    """The registry as a table (name, file, where found, size, source), then the lookup order.
+
+    The preset column is what a run of that model tracks with: a present checkpoint's own preset
+    (``<model>-tuned``) when it stores one, else the registry's."""
     from rich.table import Table
 
     from siamtrack import weights as reg
     from siamtrack.commands._common import console
+    from siamtrack.errors import SiamtrackError
+    from siamtrack.tracker import registry_preset
 
     table = Table(title="siamtrack weights")
     for col in ("name", "file", "present", "size", "arch", "preset", "source"):
@@ -38,7 +43,11 @@ def list_cmd() -> None:
         present = f"yes ({labels.get(path.parent, path.parent)})" if path is not None else "no"
         size = f"{path.stat().st_size / 1e6:.1f} MB" if path is not None else "-"
         name = e.name + (" (default)" if e.name == reg.default_name() else "")
-        table.add_row(name, e.file, present, size, e.arch, e.preset, e.url or e.source)
+        try:
+            preset = registry_preset(e.name, path)
+        except SiamtrackError:
+            preset = f"{e.preset} (file unreadable: siamtrack weights verify {e.name})"
+        table.add_row(name, e.file, present, size, e.arch, preset, e.url or e.source)
     out = console()
     out.print(table)
     target = reg.download_dir()
