@@ -153,3 +153,18 @@ def test_bf16_keeps_fp32_decisions_on_the_golden_sequences(golden_dir, golden_ch
     # bf16 decided most frames itself (0.21 of them re-made in fp32 on AMX with these flat random-weight
     # maps); a fallback taken on every frame would be fp32 under another name.
     assert bf.exact_decisions <= 0.5 * len(measured), f"{bf.exact_decisions} of {len(measured)} re-made in fp32"
+
+
+@pytest.mark.parametrize("flags,sharp,lite", [
+    ({"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}, "bf16", "fp32"),  # Sapphire Rapids and later
+    ({"avx512f", "avx512_bf16"}, "fp32", "fp32"),  # Zen 4: native bf16 dot products, no AMX
+    ({"avx2", "fma"}, "fp32", "fp32"),  # bf16 emulated
+], ids=["amx", "avx512-bf16", "no-bf16"])
+def test_auto_precision_per_cpu_kind(monkeypatch, flags, sharp, lite):
+    monkeypatch.setattr(engine, "_cpu_flags", lambda: frozenset(flags))
+    cpu = torch.device("cpu")
+    assert engine.choose_precision("auto", cpu, "siammask_sharp") == sharp
+    assert engine.choose_precision("auto", cpu, "siammask_lite") == lite
+    assert engine.choose_precision("auto", torch.device("cuda"), "siammask_lite") == "fp16"
+    if "avx512_bf16" in flags:  # asked for explicitly, bf16 runs wherever it is native
+        assert engine.choose_precision("bf16", cpu, "siammask_lite") == "bf16"
