@@ -3,6 +3,9 @@
 They only give boxes: each result's mask is the filled box and its rotated box is the box.
 MIL ships with every OpenCV build; CSRT and KCF need the contrib build
 (``opencv-contrib-python``), found either at the top level or under ``cv2.legacy``.
+MIL draws its samples from a process-wide random generator that ``cv2.setRNGSeed`` does not
+reach: the same command gives the same scores, but a sequence's score depends on which
+sequences were tracked before it in the process. CSRT and KCF have no such state.
 
 The learned peers ``opencv-nano`` (``cv2.TrackerNano``, NanoTrack v2) and ``opencv-vit``
 (``cv2.TrackerVit``, VitTrack) are in every OpenCV build but run ONNX networks: their files
@@ -10,9 +13,6 @@ are registry models of the same names (``siamtrack weights download opencv-nano`
 by size and SHA-256 like any model. They report their own confidence (``getTrackingScore``):
 a frame they do not accept (``update`` returns false) keeps the box they found, marked
 ``uncertain``, as a user of OpenCV gets it.
-MIL draws its samples from a process-wide random generator that ``cv2.setRNGSeed`` does not
-reach: the same command gives the same scores, but a sequence's score depends on which
-sequences were tracked before it in the process. CSRT and KCF have no such state.
 """
 
 from __future__ import annotations
