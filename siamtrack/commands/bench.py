@@ -265,20 +265,20 @@ def bench(source: str | None, bboxes: tuple[str, ...], trackers: str, model: str
     boxes = [boxes[i % len(boxes)] for i in range(count)]
     net, name, chosen_preset, note = _network(model, checkpoint, arch, preset) if siammask else (None,) * 4
     cases = []
-    for other in names:
-        if other != "siammask":
+    for tracker_name in names:  # in the order given: the first is what "vs first" compares with
+        if tracker_name != "siammask":
             from siamtrack.eval.baselines import OpenCVTracker
 
-            cases += [Case(OpenCVTracker(other), t) for t in thread_list]
-    for backend, p in combos:
-        for searching in (False, True) if lost else (False,):
-            if backend == "torch":  # torch threads are process-wide: one tracker, set per case
-                tracker = Tracker(net, chosen_preset, device=device, precision=p, model_name=name)
-                cases += [Case(tracker, t, lost=searching) for t in thread_list]
-            else:  # ONNX Runtime fixes its threads per session: one tracker per count
-                cases += [Case(Tracker(net, chosen_preset, device=device, precision=p, model_name=name,
-                                       backend=backend, threads=t), t, lost=searching) for t in thread_list]
-    cases.sort(key=lambda c: names.index(c.tracker.model_name if c.tracker.arch == "opencv" else "siammask"))
+            cases += [Case(OpenCVTracker(tracker_name), t) for t in thread_list]
+            continue
+        for backend, p in combos:
+            for searching in (False, True) if lost else (False,):
+                if backend == "torch":  # torch threads are process-wide: one tracker, set per case
+                    tracker = Tracker(net, chosen_preset, device=device, precision=p, model_name=name)
+                    cases += [Case(tracker, t, lost=searching) for t in thread_list]
+                else:  # ONNX Runtime fixes its threads per session: one tracker per count
+                    cases += [Case(Tracker(net, chosen_preset, device=device, precision=p, model_name=name,
+                                           backend=backend, threads=t), t, lost=searching) for t in thread_list]
     result = run_benchmark(cases, images, boxes, warmup=warmup)
     first = next((c.tracker for c in cases if c.tracker.arch != "opencv"), cases[0].tracker)
     report = {"siamtrack": __version__, "torch": torch.__version__, "opencv": cv2.__version__, "trackers": names,
