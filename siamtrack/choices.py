@@ -29,3 +29,7 @@ BACKENDS = ("torch", "onnxruntime")
 BACKEND_PRECISIONS = {"torch": ("auto", "fp32", "fp32-reference", "bf16", "fp16"),
                       "onnxruntime": ("auto", "fp32", "int8")}
 DEVICES = ("auto", "cpu", "cuda")
+# What `eval` and `bench` score: siamtrack's SiamMask, OpenCV's classic baselines and its learned peers
+# (NanoTrack, VitTrack; their ONNX files are registry models of the same names). siamtrack.eval.baselines
+# implements every name but the first.
+TRACKERS = ("siammask", "opencv-mil", "opencv-csrt", "opencv-kcf", "opencv-nano", "opencv-vit")

@@ -159,7 +159,11 @@ def load_network(name: str | None = None, *, checkpoint: str | Path | None = Non
         return loaded.model, model_name or Path(checkpoint).name, chosen
     from siamtrack import weights
 
-    entry, path = weights.resolve(name)
+    entry = weights.get_entry(name or weights.default_name())
+    if entry.format != weights.CHECKPOINT:
+        raise SiamtrackError(f"{entry.name} is not a SiamMask checkpoint but {entry.format} files for another "
+                             f"tracker ({entry.description}); use --tracker {entry.name} where a command offers it")
+    entry, path = weights.resolve(entry.name)
     loaded = load_checkpoint(path)
     return loaded.model, entry.name, preset or checkpoint_preset(loaded, entry.name) or entry.preset
 
