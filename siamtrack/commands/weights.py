@@ -52,7 +52,7 @@ def list_cmd() -> None:
             try:
                 preset = registry_preset(e.name, paths[0])
             except SiamtrackError:
-                preset = f"{e.preset} (file unreadable: siamtrack weights verify {e.name})"
+                preset = f"{e.preset} (file unreadable)"
         table.add_row(name, "\n".join(f.file for f in e.files), present, size, e.arch, preset,
                       e.url if len(e.files) == 1 and e.url else e.source)
     out = console()
