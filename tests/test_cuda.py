@@ -1,7 +1,7 @@
 """The CUDA paths. Without a GPU: ``--device cuda`` is a one-line error of every command that takes
 it, before any input is opened. With one (these skip elsewhere; ``scripts/gpu_check.py`` runs them
-on a GPU machine): the official architecture in fp32 stays within the golden tolerances, fp16 stays
-as close to fp32 as bf16 must (``tests/test_bf16.py``), and CUDA fp32 agrees with the CPU.
+on a GPU machine): the official architecture in fp32 stays within the golden tolerances, fp16 keeps
+fp32's decisions as bf16 must (``tests/test_bf16.py``), and CUDA fp32 agrees with the CPU.
 """
 
 from __future__ import annotations
@@ -14,17 +14,14 @@ from click.testing import CliRunner
 from siamtrack.cli import cli as cli_group
 from siamtrack.tracker import Tracker
 from tests.conftest import REPO
-from tests.test_bf16 import teacher_forced
+from tests.test_bf16 import SQUARE_STEPS, check_decisions, golden_case, half_against_fp32, teacher_forced
 from tests.test_cli import boxes_tree, davis_tree, grey_frames
-from tests.test_golden import CASES, check_step, frames, trajectory
+from tests.test_golden import CASES, check_free_run
 from tests.test_tracker_api import START_BOX, frame_with_square
 
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA device (scripts/gpu_check.py runs these on one)")
 NO_CUDA_MESSAGE = "no CUDA device is available"
-# (frame, centre, size) of a moving square: the teacher-forced steps of the checks without golden data
-SQUARE_STEPS = [(frame_with_square(104 + 3 * i, 82 + 2 * i), (120.0 + 2 * i, 100.0 + i), (40.0, 40.0))
-                for i in range(4)]
 
 
 def command_lines(tmp_path) -> dict[str, list[str]]:
@@ -62,50 +59,34 @@ def test_device_cuda_without_a_gpu_is_one_line_error(command, tmp_path, monkeypa
 
 @needs_cuda
 def test_cuda_fp32_agrees_with_the_cpu(synthetic_checkpoint):
-    """The seeded official network, teacher-forced: same masks and centres on both devices."""
+    """The seeded official network, teacher-forced: same cells, masks and centres on both devices."""
     cpu = Tracker.from_checkpoint(synthetic_checkpoint, preset="davis", device="cpu", precision="fp32")
     gpu = Tracker.from_checkpoint(synthetic_checkpoint, preset="davis", device="cuda", precision="fp32")
     for t in (cpu, gpu):
         t.init(frame_with_square(*START_BOX[:2]), START_BOX)
-    ious, dists = teacher_forced(cpu, gpu, SQUARE_STEPS)
-    assert min(ious) >= 0.99, ious
-    assert max(dists) <= 1e-2, dists
+    measured = teacher_forced(cpu, gpu, SQUARE_STEPS)
+    assert all(f.same_cell for f in measured)
+    assert min(f.iou for f in measured) >= 0.99 and max(f.distance for f in measured) <= 1e-2, measured
 
 
 @needs_cuda
-def test_fp16_close_to_fp32_on_cuda(synthetic_checkpoint):
-    ref = Tracker.from_checkpoint(synthetic_checkpoint, preset="davis", device="cuda", precision="fp32")
-    half = Tracker.from_checkpoint(synthetic_checkpoint, preset="davis", device="cuda", precision="fp16")
-    assert half.precision == "fp16"
-    for t in (ref, half):
-        t.init(frame_with_square(*START_BOX[:2]), START_BOX)
-    ious, dists = teacher_forced(ref, half, SQUARE_STEPS)
-    assert np.mean(ious) >= 0.95, f"mean mask IoU {np.mean(ious):.4f}"
-    assert np.median(dists) <= 2.0, f"median centre distance {np.median(dists):.3f} px"
+def test_fp16_keeps_fp32_decisions_on_cuda(synthetic_checkpoint):
+    _, measured = half_against_fp32(synthetic_checkpoint, "davis", frame_with_square(*START_BOX[:2]), START_BOX,
+                                    SQUARE_STEPS, "cuda", "fp16")
+    check_decisions(measured, "moving square", max_flips=0, min_mean_iou=0.95)
+    assert np.median([f.distance for f in measured]) <= 2.0
 
 
 @needs_cuda
 @pytest.mark.parametrize("config,seq", CASES)
 def test_golden_free_run_on_cuda_fp32(golden_dir, golden_checkpoint, config, seq):
-    traj = trajectory(config, seq)
-    fr = frames(seq)
-    tracker = Tracker.from_checkpoint(golden_checkpoint, preset=config, device="cuda", precision="fp32")
-    tracker.init(fr[0], traj["init_box_xywh"])
-    for step in traj["steps"]:
-        (result,) = tracker.track(fr[step["frame"]])
-        check_step(result, tracker, step, config, seq)
+    check_free_run(Tracker.from_checkpoint(golden_checkpoint, preset=config, device="cuda", precision="fp32"),
+                   config, seq)
 
 
 @needs_cuda
 @pytest.mark.parametrize("config,seq", CASES)
-def test_golden_fp16_close_to_fp32_on_cuda(golden_dir, golden_checkpoint, config, seq):
-    traj = trajectory(config, seq)
-    fr = frames(seq)
-    ref = Tracker.from_checkpoint(golden_checkpoint, preset=config, device="cuda", precision="fp32")
-    half = Tracker.from_checkpoint(golden_checkpoint, preset=config, device="cuda", precision="fp16")
-    for t in (ref, half):
-        t.init(fr[0], traj["init_box_xywh"])
-    steps = [(fr[s["frame"]], s["pre"]["target_pos"], s["pre"]["target_sz"]) for s in traj["steps"]]
-    ious, dists = teacher_forced(ref, half, steps)
-    assert np.mean(ious) >= 0.95, f"mean mask IoU {np.mean(ious):.4f}"
-    assert np.median(dists) <= 2.0, f"median centre distance {np.median(dists):.3f} px"
+def test_golden_fp16_keeps_fp32_decisions_on_cuda(golden_dir, golden_checkpoint, config, seq):
+    half, measured = half_against_fp32(golden_checkpoint, config, *golden_case(config, seq), "cuda", "fp16")
+    check_decisions(measured, f"{config}/{seq}")
+    assert half.exact_decisions <= 0.5 * len(measured), f"{half.exact_decisions} of {len(measured)} re-made in fp32"
