@@ -281,12 +281,12 @@ def step_golden(plan: Plan, work: Path) -> dict[str, Any]:
                 st = fp32.states[0]
                 centre.append(float(np.abs(st.center - ref["center"]).max()))
                 size.append(float(np.abs(st.size - ref["size"]).max()))
-                argmax += fp32.last_steps[0].best_id != ref["best"]
+                argmax += int(fp32.last_steps[0].best_id != ref["best"])
                 ious.append(region_j(ref["mask"], result.mask))
             row[variant] = {"max_centre_px": max(centre), "max_size_px": max(size), "argmax_differs": argmax,
                             "min_mask_iou": min(ious), "steps": len(ious),
-                            "within_golden": max(centre + size) <= STATE_TOL_PX and not argmax
-                            and min(ious) >= MASK_IOU_TOL}
+                            "within_golden": bool(max(centre + size) <= STATE_TOL_PX and not argmax
+                                                  and min(ious) >= MASK_IOU_TOL)}
         torch.backends.cudnn.allow_tf32 = True  # torch's default, which the trackers run with
         for t in (fp32, half):
             t.init(case["init"], case["box"])
@@ -530,7 +530,8 @@ def markdown(report: dict[str, Any]) -> str:
 
 def write_json(path: Path, doc: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    # numpy scalars as numbers (a numpy bool written as the string "False" would read as true)
+    tmp.write_text(json.dumps(doc, indent=1, default=lambda v: v.item() if hasattr(v, "item") else str(v)) + "\n")
     os.replace(tmp, path)
 
 

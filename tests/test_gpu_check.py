@@ -44,6 +44,10 @@ def test_dry_run_writes_every_record_and_figure(tmp_path):
     assert fig["batch"]["1"]["fps"] > 0 and fig["batch"]["speedup_2_vs_1"] > 0
     # on the CPU, fp32 against the golden data (or the CPU itself) is within the tolerances
     assert fig["golden"]["fp32"] is True and fig["golden"]["fp32-no-tf32"] is True
+    golden = next(s["record"] for s in report["steps"] if s["step"] == "golden")
+    for case in golden["cases"].values():  # numbers and booleans in the JSON, not their strings
+        assert case["fp32"]["within_golden"] is True and case["fp32"]["argmax_differs"] == 0
+        assert case["fp32"]["max_centre_px"] <= 1e-3 and case["fp32"]["min_mask_iou"] >= 0.99
     assert 0.5 <= fig["golden"]["fp32-reference_mean_mask_iou_vs_fp32"] <= 1.0
     table = (out / "gpu_check.md").read_text()
     assert "| bench fps (track ms) | official, 2 object(s), fp32 |" in table and "dry run" in table
