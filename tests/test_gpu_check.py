@@ -62,6 +62,7 @@ def bench_record(precisions: list[str]) -> dict:
 def test_checks_catch_missing_figures():
     plan = gpu_check.GPU
     assert gpu_check.check("bench", bench_record(["fp32", "fp16", "bf16"]), plan) is None
+    assert gpu_check.check("bench", bench_record(["fp32", "fp16", "bf16", "fp32-reference"]), plan) is None  # --vs
     assert "fp32" in gpu_check.check("bench", bench_record(["fp32"]), plan)
     assert gpu_check.check("bench", {"rc": 1, "report": None}, plan) == "exit code 1"
     run = {"rc": 0, "frames": plan.clip_frames, "tracking_fps": 30.0, "precision": "fp16", "precision_used": "fp16"}
