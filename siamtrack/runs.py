@@ -97,13 +97,18 @@ def run_meta(tracker: Any, src: Any, source_label: str, boxes: list[tuple[float,
     import platform
 
     import cv2
-    import imageio_ffmpeg
     import numpy as np
 
     from siamtrack import __version__
 
     versions = {"siamtrack": __version__, "python": platform.python_version(), "numpy": np.__version__,
-                "opencv": cv2.__version__, "imageio-ffmpeg": imageio_ffmpeg.__version__}
+                "opencv": cv2.__version__}
+    try:  # absent, image folders still track (without annotated.mp4: --no-video)
+        import imageio_ffmpeg
+
+        versions["imageio-ffmpeg"] = imageio_ffmpeg.__version__
+    except ImportError:
+        versions["imageio-ffmpeg"] = None
     try:
         import torch
 

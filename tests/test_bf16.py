@@ -120,17 +120,35 @@ def test_a_near_tie_is_decided_by_the_exact_trunk(synthetic_checkpoint, margin, 
     assert fast.exact_decisions == (4 if redone else 0)
 
 
+# Two steps of a moving square (frame, centre, size) after START_BOX: the checks without golden data.
+SQUARE_STEPS = [(frame_with_square(104, 82), (120.0, 100.0), (40.0, 40.0)),
+                (frame_with_square(110, 86), (124.0, 102.0), (40.0, 40.0))]
+
+
+def golden_case(config: str, seq: str) -> tuple[np.ndarray, list[float], list]:
+    """First frame, box and teacher-forced steps of a golden sequence."""
+    traj = trajectory(config, seq)
+    fr = frames(seq)
+    return fr[0], traj["init_box_xywh"], [(fr[s["frame"]], s["pre"]["target_pos"], s["pre"]["target_sz"])
+                                          for s in traj["steps"]]
+
+
+def half_against_fp32(checkpoint, preset: str, first: np.ndarray, box, steps, device: str,
+                      precision: str) -> tuple[Tracker, list[Frame]]:
+    """The ``precision`` tracker on ``device`` and its teacher-forced steps against fp32 there."""
+    ref = Tracker.from_checkpoint(checkpoint, preset=preset, device=device, precision="fp32")
+    half = Tracker.from_checkpoint(checkpoint, preset=preset, device=device, precision=precision)
+    assert half.precision == precision and half.net.decision_margin == engine.HALF_DECISION_MARGIN
+    for t in (ref, half):
+        t.init(first, box)
+    return half, teacher_forced(ref, half, steps)
+
+
 def test_bf16_keeps_fp32_decisions_on_any_cpu(synthetic_checkpoint, monkeypatch):
     """Two steps of a moving square with the seeded official network (emulated bf16: seconds a step)."""
     monkeypatch.setattr(engine, "cpu_has_native_bf16", lambda: True)
-    ref = Tracker.from_checkpoint(synthetic_checkpoint, preset="davis", device="cpu", precision="fp32")
-    bf = Tracker.from_checkpoint(synthetic_checkpoint, preset="davis", device="cpu", precision="bf16")
-    assert bf.precision == "bf16" and bf.net.decision_margin == engine.HALF_DECISION_MARGIN
-    for t in (ref, bf):
-        t.init(frame_with_square(*START_BOX[:2]), START_BOX)
-    steps = [(frame_with_square(104, 82), (120.0, 100.0), (40.0, 40.0)),
-             (frame_with_square(110, 86), (124.0, 102.0), (40.0, 40.0))]
-    measured = teacher_forced(ref, bf, steps)
+    _, measured = half_against_fp32(synthetic_checkpoint, "davis", frame_with_square(*START_BOX[:2]), START_BOX,
+                                    SQUARE_STEPS, "cpu", "bf16")
     check_decisions(measured, "moving square", max_flips=0, min_mean_iou=0.95)
     assert np.median([f.distance for f in measured]) <= 2.0
 
@@ -140,15 +158,7 @@ def test_bf16_keeps_fp32_decisions_on_any_cpu(synthetic_checkpoint, monkeypatch)
                     reason="29 frames x 5 sequences of emulated bf16 take minutes; the check above covers this CPU")
 @pytest.mark.parametrize("config,seq", CASES)
 def test_bf16_keeps_fp32_decisions_on_the_golden_sequences(golden_dir, golden_checkpoint, config, seq):
-    traj = trajectory(config, seq)
-    fr = frames(seq)
-    ref = Tracker.from_checkpoint(golden_checkpoint, preset=config, device="cpu", precision="fp32")
-    bf = Tracker.from_checkpoint(golden_checkpoint, preset=config, device="cpu", precision="bf16")
-    assert bf.precision == "bf16"
-    for t in (ref, bf):
-        t.init(fr[0], traj["init_box_xywh"])
-    measured = teacher_forced(ref, bf, [(fr[s["frame"]], s["pre"]["target_pos"], s["pre"]["target_sz"])
-                                        for s in traj["steps"]])
+    bf, measured = half_against_fp32(golden_checkpoint, config, *golden_case(config, seq), "cpu", "bf16")
     check_decisions(measured, f"{config}/{seq}")
     # bf16 decided most frames itself (0.21 of them re-made in fp32 on AMX with these flat random-weight
     # maps); a fallback taken on every frame would be fp32 under another name.

@@ -113,13 +113,28 @@ def lost_options(func: Callable) -> Callable:
 
 
 def check_backend(backend: str, precision: str, device: str = "auto") -> None:
-    """A usage error for a precision or device the backend does not run (before anything is loaded)."""
+    """A usage error for a precision or device the backend does not run, or a device this machine
+    lacks (before anything is loaded)."""
     if precision not in BACKEND_PRECISIONS[backend]:
         hint = "int8 needs --backend onnxruntime" if precision == "int8" else (
             f"the {backend} backend runs {', '.join(BACKEND_PRECISIONS[backend])}")
         raise click.BadParameter(f"{precision}: {hint}", param_hint="--precision")
     if backend == "onnxruntime" and device not in ("auto", "cpu"):
         raise click.BadParameter("the onnxruntime backend runs on the CPU", param_hint="--device")
+    check_device(device)
+
+
+def check_device(device: str) -> None:
+    """A one-line error for ``--device cuda`` without a CUDA device, before any file or camera is
+    opened; torch is imported only for an explicit device, so the other commands start as fast."""
+    if device in ("auto", "cpu"):
+        return
+    from siamtrack.tracker import resolve_device
+
+    try:
+        resolve_device(device)
+    except SiamtrackError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def threads_option(help_text: str = "Torch and OpenCV threads (default: one per core).") -> Callable:
