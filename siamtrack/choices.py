@@ -29,3 +29,6 @@ BACKENDS = ("torch", "onnxruntime")
 BACKEND_PRECISIONS = {"torch": ("auto", "fp32", "fp32-reference", "bf16", "fp16"),
                       "onnxruntime": ("auto", "fp32", "int8")}
 DEVICES = ("auto", "cpu", "cuda")
+
+# training-set exports (siamtrack.io.labels), named here so the CLI lists them without importing it
+DATASET_FORMATS = ("coco", "ytvis", "yolo", "cvat", "mot")
