@@ -22,7 +22,7 @@ from typing import Any
 
 from siamtrack.errors import SiamtrackError
 
-__all__ = ["FIELDS", "Keyframe", "check_keyframes", "keyframe_schedule", "read_keyframes"]
+__all__ = ["FIELDS", "Keyframe", "check_keyframes", "keyframe_schedule", "object_count", "read_keyframes"]
 
 FIELDS = ("frame", "object", "x", "y", "w", "h")
 Box = tuple[float, float, float, float]
@@ -124,3 +124,8 @@ def keyframe_schedule(keyframes: list[Keyframe]) -> dict[int, list[tuple[int, Bo
     for kf in sorted(keyframes, key=lambda k: (k.frame, k.obj_id)):
         out.setdefault(kf.frame, []).append((kf.obj_id, kf.box))
     return out
+
+
+def object_count(n_objects: int, schedule: Mapping[int, list[tuple[int, Box]]] | None) -> int:
+    """How many objects a run has: the ``n_objects`` given on the first frame and those that enter later."""
+    return max([n_objects, *(obj_id + 1 for fixes in (schedule or {}).values() for obj_id, _ in fixes)])

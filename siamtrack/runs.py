@@ -141,9 +141,10 @@ def track_to_folder(tracker: Any, src: Any, frames: Iterator[Frame], boxes: Sequ
         labels = None
         if export is not None:
             from siamtrack.io.labels import DatasetOptions, open_dataset
+            from siamtrack.keyframes import object_count
 
-            labels = open_dataset(export, path / export, start.size, len(start.obj_ids), dataset or DatasetOptions(),
-                                  video=safe_name(src.name), fps=src.fps)
+            labels = open_dataset(export, path / export, start.size, object_count(len(start.obj_ids), keyframes),
+                                  dataset or DatasetOptions(), video=safe_name(src.name), fps=src.fps)
         return RunOutputs(path, run_meta(tracker, src, source_label, start.boxes, start.first.index), fps=src.fps,
                           size=start.size, video=video, masks=masks, labels=labels)
 

@@ -285,7 +285,8 @@ def echo_warning(message: str) -> None:
 def echo_fit(fit: dict[str, Any], tolerance: float) -> None:
     """How closely the exported polygons follow the masks, as one line on stderr."""
     click.echo(f"Polygons (tolerance {tolerance:g} px) vs masks: mean IoU {fit['mean_iou']:.4f}, min "
-               f"{fit['min_iou']:.4f} over {fit['masks']} masks ({fit['below_0.98']} below 0.98)", err=True)
+               f"{fit['min_iou']:.4f} over {fit['masks']} masks ({fit['unsimplified']} kept unsimplified, "
+               f"{fit['below_0.98']} below 0.98)", err=True)
 
 
 def first_frame(frames: Iterator) -> Any:

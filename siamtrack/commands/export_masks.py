@@ -72,20 +72,23 @@ def export_masks(source: str, bboxes: tuple[str, ...], model: str | None, checkp
     from siamtrack.io.labels import open_dataset
     from siamtrack.io.sinks import DavisPaletteSink, MaskOutputs, MaskPngSink, NpzSink
     from siamtrack.io.sources import open_source
+    from siamtrack.keyframes import object_count
     from siamtrack.runs import OutDir
     from siamtrack.stream import Start, track_stream
 
     boxes = [parse_bbox(b) for b in bboxes]
-    dataset.check(fmt, len(boxes))
+    dataset.check(fmt)
     src = open_source(source)
     out_dir = OutDir(out, src.name, overwrite)
     keyframes = load_keyframes(keyframes_file, len(boxes), start, src.expected(start, max_frames))
+    n_objects = object_count(len(boxes), keyframes)
+    dataset.check(fmt, n_objects)
 
     def open_outputs(start: Start) -> MaskOutputs:
         path = out_dir.create()
         shape = (start.size[1], start.size[0])
         if fmt in DATASET_FORMATS:
-            return MaskOutputs(open_dataset(fmt, path, start.size, len(start.obj_ids), dataset, video=out_dir.name,
+            return MaskOutputs(open_dataset(fmt, path, start.size, n_objects, dataset, video=out_dir.name,
                                             fps=src.fps))
         return MaskOutputs(MaskPngSink(path) if fmt == "png" else
                            {"davis": DavisPaletteSink, "npz": NpzSink}[fmt](path, shape))

@@ -71,10 +71,11 @@ def run(source: str, bboxes: tuple[str, ...], model: str | None, checkpoint: str
         select_boxes,
     )
     from siamtrack.io.sources import open_source
+    from siamtrack.keyframes import object_count
     from siamtrack.runs import RUN_OUTPUTS, OutDir
 
     boxes = [parse_bbox(b) for b in bboxes]
-    dataset.check(export, len(boxes) or None)
+    dataset.check(export)
     if show and not has_display():
         raise click.UsageError("--show needs a display")
     src = open_source(source)
@@ -84,9 +85,8 @@ def run(source: str, bboxes: tuple[str, ...], model: str | None, checkpoint: str
         first = first_frame(frames)
         if not boxes:
             boxes = select_boxes(first.image)
-            if export is not None:
-                dataset.check(export, len(boxes))
         keyframes = load_keyframes(keyframes_file, len(boxes), first.index, src.expected(start, max_frames))
+        dataset.check(export, object_count(len(boxes), keyframes))
         if threads is not None:
             from siamtrack.executors import set_threads
 

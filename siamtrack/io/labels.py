@@ -29,7 +29,7 @@ import numpy as np
 from siamtrack.atomic import atomic_path, write_text_atomic
 from siamtrack.choices import DATASET_FORMATS
 from siamtrack.errors import SiamtrackError
-from siamtrack.io.polygons import DEFAULT_TOLERANCE, PolygonFit, encode_rle, join_polygons, mask_polygons
+from siamtrack.io.polygons import DEFAULT_TOLERANCE, PolygonFit, encode_rle
 from siamtrack.io.sinks import write_image
 
 __all__ = ["DEFAULT_TOLERANCE", "FORMATS", "FRAME_TYPES", "CocoSink", "CvatSink", "DatasetOptions", "LabelSink",
@@ -143,11 +143,7 @@ class LabelSink:
 
     def polygons(self, inst: Instance, joined: bool) -> list[np.ndarray]:
         """The object's polygons (one outline when ``joined``), scored against its mask."""
-        polys = mask_polygons(inst.mask, self.options.tolerance)
-        if joined and polys:
-            polys = [join_polygons(polys)]
-        self.fit.add(inst.mask, polys)
-        return polys
+        return self.fit.polygons(inst.mask, self.options.tolerance, joined)
 
     def add(self, index: int, image: np.ndarray, results: Sequence[Any]) -> None:
         """Write one frame: its image (if the format has them), then its labels."""

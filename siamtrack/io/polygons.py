@@ -20,9 +20,11 @@ import numpy as np
 
 from siamtrack.errors import SiamtrackError
 
-__all__ = ["DEFAULT_TOLERANCE", "PolygonFit", "encode_rle", "join_polygons", "mask_polygons", "polygon_mask"]
+__all__ = ["DEFAULT_TOLERANCE", "MIN_IOU", "PolygonFit", "encode_rle", "join_polygons", "mask_polygons", "polygon_iou",
+           "polygon_mask"]
 
 DEFAULT_TOLERANCE = 1.0  # pixels: the Douglas-Peucker distance an outline may move by (cv2.approxPolyDP)
+MIN_IOU = 0.98  # a simplified polygon under this mask IoU is written unsimplified instead
 
 
 def _bridge(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
@@ -33,7 +35,8 @@ def _bridge(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
 
 
 def mask_polygons(mask: np.ndarray, tolerance: float = DEFAULT_TOLERANCE) -> list[np.ndarray]:
-    """The outline of each part of ``mask`` (holes joined in), simplified by ``tolerance`` pixels.
+    """The outline of each part of ``mask`` (holes joined in), simplified by ``tolerance`` pixels
+    (0: exact, every corner of the pixel outline).
 
     Each polygon is an (N, 2) int32 array of x, y vertices, N >= 3; parts too small to have
     three vertices (a pixel, a one-pixel line) are dropped, so a polygon export can lose them.
@@ -43,7 +46,8 @@ def mask_polygons(mask: np.ndarray, tolerance: float = DEFAULT_TOLERANCE) -> lis
     if w == 0 or h == 0:
         return []
     roi = np.pad(m[y:y + h, x:x + w], 1)  # a zero border: parts touching the frame edge close there
-    contours, hierarchy = cv2.findContours(roi, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE, offset=(x - 1, y - 1))
+    # CHAIN_APPROX_SIMPLE drops only the inner points of straight runs: lossless for the fill
+    contours, hierarchy = cv2.findContours(roi, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE, offset=(x - 1, y - 1))
     if hierarchy is None:
         return []
     simplified = [cv2.approxPolyDP(c, tolerance, True).reshape(-1, 2) if tolerance > 0 else c.reshape(-1, 2)
@@ -81,35 +85,54 @@ def polygon_mask(polygons: list[np.ndarray], shape: tuple[int, int]) -> np.ndarr
     return out.astype(bool)
 
 
+def polygon_iou(mask: np.ndarray, polygons: list[np.ndarray]) -> float:
+    """Mask IoU of ``polygons`` rasterised back against ``mask``, inside the mask's bounding box
+    (every vertex lies on the mask's outline, so nothing drawn falls outside it); 1 for two empties."""
+    m = np.ascontiguousarray(mask, dtype=bool)
+    x, y, w, h = cv2.boundingRect(m.view(np.uint8))
+    if w == 0 or h == 0:
+        return 1.0 if not polygons else 0.0
+    drawn = polygon_mask([np.asarray(p, np.int32) - (x, y) for p in polygons], (h, w))
+    roi = m[y:y + h, x:x + w]
+    return float(np.count_nonzero(drawn & roi) / np.count_nonzero(drawn | roi))
+
+
 @dataclass
 class PolygonFit:
-    """How well the written polygons match the masks they come from: mask IoU per annotation."""
+    """How well the written polygons match the masks they come from: mask IoU per annotation, and
+    how many masks were written unsimplified because simplifying cost more than ``min_iou``."""
 
+    min_iou: float = MIN_IOU
     count: int = 0
     total: float = 0.0
     worst: float = 1.0
+    exact: int = 0
     below: dict[float, int] = field(default_factory=lambda: {0.98: 0, 0.95: 0})
 
-    def add(self, mask: np.ndarray, polygons: list[np.ndarray]) -> None:
-        """Score one mask against its polygons, inside the mask's bounding box (all vertices are in it)."""
-        m = np.ascontiguousarray(mask, dtype=bool)
-        x, y, w, h = cv2.boundingRect(m.view(np.uint8))
-        if w == 0 or h == 0:
-            return
-        shifted = [np.asarray(p, np.int32) - (x, y) for p in polygons]
-        drawn = polygon_mask(shifted, (h, w))
-        roi = m[y:y + h, x:x + w]
-        union = np.count_nonzero(drawn | roi)
-        iou = float(np.count_nonzero(drawn & roi) / union) if union else 1.0
+    def polygons(self, mask: np.ndarray, tolerance: float, joined: bool = False) -> list[np.ndarray]:
+        """The mask's polygons simplified by ``tolerance``, or its exact outline where the simplified
+        ones fall under ``min_iou`` (thin parts); ``joined``: as one outline. The IoU is recorded."""
+        polys = self._shape(mask, tolerance, joined)
+        iou = polygon_iou(mask, polys)
+        if iou < self.min_iou and tolerance > 0:
+            polys = self._shape(mask, 0.0, joined)
+            iou = polygon_iou(mask, polys)
+            self.exact += 1
         self.count += 1
         self.total += iou
         self.worst = min(self.worst, iou)
         for t in self.below:
             self.below[t] += iou < t
+        return polys
 
-    def to_dict(self) -> dict[str, float | int]:
+    @staticmethod
+    def _shape(mask: np.ndarray, tolerance: float, joined: bool) -> list[np.ndarray]:
+        polys = mask_polygons(mask, tolerance)
+        return [join_polygons(polys)] if joined and polys else polys  # type: ignore[list-item]
+
+    def to_dict(self) -> dict[str, float | int | None]:
         return {"masks": self.count, "mean_iou": round(float(self.total) / self.count, 5) if self.count else None,
-                "min_iou": round(float(self.worst), 5) if self.count else None,
+                "min_iou": round(float(self.worst), 5) if self.count else None, "unsimplified": self.exact,
                 **{f"below_{t:g}": int(n) for t, n in self.below.items()}}
 
 
