@@ -410,3 +410,35 @@ def test_davis_masks_survive_every_format(seq, tmp_path):
             assert (seg is None) == (not want.any())
             if seg is not None:
                 assert np.array_equal(coco_mask.decode(seg).astype(bool), want)
+
+
+# -- batch: the manifest's keyframes field -----------------------------------------------------------
+
+
+def test_batch_entries_take_keyframes_and_bad_ones_fail_before_any_work(clip, monkeypatch, capsys, tmp_path):  # noqa: F811
+    monkeypatch.setattr(_common, "make_tracker", lambda *a, **k: synthetic.OracleTracker(N, SIZE))
+    moved = (100.0, 60.0, 30.0, 30.0)
+    write_keyframes(tmp_path / "fix.csv", [(5, 1, *moved)])
+    row = {"source": clip["video"], "bbox": [clip["gt"]["init_box"], list(STATIC)], "keyframes": "fix.csv"}
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps(row) + "\n")
+    code, _, err = invoke(capsys, "batch", manifest, "--out", tmp_path / "out", "--quiet", "--no-video")
+    assert code == 0, err
+    doc = json.loads((tmp_path / "out" / "clip" / "tracks.json").read_text())
+    boxes = [rec["box"] for rec in doc["objects"]["1"]]
+    assert boxes[:5] == [list(STATIC)] * 5 and boxes[5:] == [list(moved)] * (N - 5)
+    assert json.loads((tmp_path / "out" / "batch.json").read_text())["entries"][0]["spec"]["keyframes"] == [
+        [5, 1, *moved]]
+
+    write_keyframes(tmp_path / "bad.csv", [(5, 3, *moved)])
+    manifest.write_text(json.dumps({**row, "keyframes": "bad.csv"}) + "\n")
+    code, _, err = invoke(capsys, "batch", manifest, "--out", tmp_path / "out2")
+    assert code == 1 and err.startswith("Error: m.jsonl line 1: keyframe for unknown object 3") and err.count("\n") == 1
+    assert not (tmp_path / "out2").exists()
+
+    write_keyframes(tmp_path / "late.csv", [(50, 1, *moved)])
+    manifest.write_text(json.dumps({**row, "keyframes": "late.csv"}) + "\n")
+    code, _, err = invoke(capsys, "batch", manifest, "--out", tmp_path / "out3", "--quiet", "--no-video")
+    assert code == 1
+    entry = json.loads((tmp_path / "out3" / "batch.json").read_text())["entries"][0]
+    assert entry["status"] == "failed" and "keyframe at frame 50 is outside the video" in entry["error"]
