@@ -242,7 +242,9 @@ def test_run_export_writes_the_video_and_the_dataset_in_one_pass(clip, flaky, ca
     assert not (out / "yolo").exists() and not (out / "annotated.mp4").exists()
 
 
-def test_an_interrupted_export_leaves_a_valid_dataset_of_the_frames_done(clip, monkeypatch, capsys, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("command", ["export-masks", "run"])
+def test_an_interrupted_export_leaves_a_valid_dataset_of_the_frames_done(clip, monkeypatch, capsys, tmp_path,  # noqa: F811
+                                                                          command):
     tracker = synthetic.OracleTracker(N, SIZE)
     real, calls = tracker.track, []
 
@@ -254,12 +256,18 @@ def test_an_interrupted_export_leaves_a_valid_dataset_of_the_frames_done(clip, m
 
     tracker.track = track
     monkeypatch.setattr(_common, "make_tracker", lambda *a, **k: tracker)
-    code, _, err = export(capsys, clip, tmp_path / "cut", "coco")
+    if command == "run":
+        code, _, err = invoke(capsys, "run", clip["video"], "--bbox", box_arg(clip["gt"]["init_box"]), "--bbox",
+                              box_arg(STATIC), "--out", tmp_path / "cut", "--export", "coco", "--quiet")
+        dataset = tmp_path / "cut" / "coco"
+    else:
+        code, _, err = export(capsys, clip, tmp_path / "cut", "coco")
+        dataset = tmp_path / "cut"
     assert code == 130 and "Interrupted" in err
-    doc = json.loads((tmp_path / "cut" / "annotations.json").read_text())
+    doc = json.loads((dataset / "annotations.json").read_text())
     assert len(doc["images"]) == 5 and len(doc["annotations"]) == 10
-    assert sorted(p.name for p in (tmp_path / "cut" / "images").iterdir()) == [f"{k:05d}.jpg" for k in range(5)]
-    assert not list((tmp_path / "cut").glob("*.tmp"))
+    assert sorted(p.name for p in (dataset / "images").iterdir()) == [f"{k:05d}.jpg" for k in range(5)]
+    assert not list(dataset.glob("*.tmp"))
 
 
 def write_keyframes(path: Path, rows: list[tuple]) -> Path:
