@@ -143,6 +143,7 @@ def test_ytvis_rle_per_frame_with_null_where_lost(clip, flaky, capsys, tmp_path)
     (video,) = doc["videos"]
     assert video["length"] == N and len(video["file_names"]) == N
     assert (tmp_path / "vis" / "JPEGImages" / video["file_names"][3]).is_file()
+    assert sorted(p.name for p in (tmp_path / "vis").iterdir()) == ["JPEGImages", "instances.json"]
     assert [c["name"] for c in doc["categories"]] == ["sprite", "patch"]
     assert len(doc["annotations"]) == 2
     for ann in doc["annotations"]:
@@ -450,3 +451,15 @@ def test_batch_entries_take_keyframes_and_bad_ones_fail_before_any_work(clip, mo
     assert code == 1
     entry = json.loads((tmp_path / "out3" / "batch.json").read_text())["entries"][0]
     assert entry["status"] == "failed" and "keyframe at frame 50 is outside the video" in entry["error"]
+
+
+@pytest.mark.parametrize(("fmt", "layout"), [
+    ("coco", ["annotations.json", "images"]), ("ytvis", ["JPEGImages", "instances.json"]),
+    ("yolo", ["data.yaml", "images", "labels"]), ("cvat", ["annotations.xml", "images"]),
+    ("mot", ["gt", "img1", "seqinfo.ini"]),
+])
+def test_each_format_writes_its_documented_layout_and_nothing_else(clip, flaky, capsys, tmp_path, fmt, layout):  # noqa: F811
+    assert export(capsys, clip, tmp_path / fmt, fmt)[0] == 0
+    assert sorted(p.name for p in (tmp_path / fmt).iterdir()) == layout
+    images = next(p for p in (tmp_path / fmt).rglob("*") if p.suffix == ".jpg").parent
+    assert len(list(images.iterdir())) == N

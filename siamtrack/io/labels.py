@@ -226,11 +226,12 @@ class YtvisSink(LabelSink):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.images = f"JPEGImages/{self.video}"
-        if self.ext is not None:
-            (self.root / self.images).mkdir(parents=True, exist_ok=True)
         self._files: list[str] = []
         self._tracks: dict[int, dict[str, list]] = {}
+
+    @property
+    def images(self) -> str:  # type: ignore[override]
+        return f"JPEGImages/{self.video}"
 
     def _add(self, index: int, k: int, name: str, instances: list[Instance]) -> None:
         self._files.append(f"{self.video}/{name}")
