@@ -123,8 +123,8 @@ def dataset_options(func: Callable) -> Callable:
         click.option("--polygons", is_flag=True, help="COCO: polygons instead of compressed RLE."),
         click.option("--boxes", is_flag=True, help="CVAT: boxes instead of polygons."),
         click.option("--polygon-tolerance", type=click.FloatRange(min=0), default=None,
-                     help="Pixels a polygon may deviate from the mask outline (Douglas-Peucker; 0: every pixel; "
-                          "default 1)."),
+                     help="Pixels a polygon may deviate from the mask outline (Douglas-Peucker; default 1; 0: "
+                          "exact); an outline that would fall under mask IoU 0.98 is written exact."),
     ]
 
     @functools.wraps(func)
