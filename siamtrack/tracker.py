@@ -182,6 +182,14 @@ class TrackResult:
         }
 
 
+def _replace_row(kernels: Any, obj_id: int, new: Any) -> Any:
+    """``kernels`` (a tensor, or a tuple of them: what ``net.template`` gives) with object
+    ``obj_id``'s row replaced by ``new``'s only row, or appended when ``obj_id`` is one past the end."""
+    if isinstance(kernels, torch.Tensor):
+        return torch.cat([kernels[:obj_id], new, kernels[obj_id + 1:]])
+    return type(kernels)(*(_replace_row(k, obj_id, n) for k, n in zip(kernels, new, strict=True)))
+
+
 @dataclass
 class ObjectState:
     """What the tracker carries from frame to frame for one object (centre/size are float64)."""
@@ -476,9 +484,7 @@ class Tracker:
         z = self._crops(frame, [state.center], [side], geo.EXEMPLAR_SIZE)
         with self._grad_context():
             new = self.net.template(z)
-        kernels = self._kernels
-        self._kernels = type(kernels)(*(torch.cat([k[:obj_id], n, k[obj_id + 1:]]) for k, n in zip(kernels, new,
-                                                                                                      strict=True)))
+        self._kernels = _replace_row(self._kernels, obj_id, new)
         if obj_id == len(self.states):
             self.states.append(state)
         else:

@@ -377,6 +377,23 @@ def test_tracker_reinit_replaces_one_template_and_adds_an_object(synthetic_check
         tracker.reinit(frames[2], 5, (10, 10, 16, 16))
 
 
+def test_template_rows_are_replaced_or_appended_in_tensors_and_kernel_tuples():
+    """What reinit does to ``net.template``'s output: a tensor (fp32-reference) or a tuple of them."""
+    import torch
+
+    from siamtrack.models import TemplateKernels
+    from siamtrack.tracker import _replace_row
+
+    rows = torch.arange(3.0).reshape(3, 1)
+    assert _replace_row(rows, 1, torch.tensor([[9.0]])).ravel().tolist() == [0, 9, 2]
+    assert _replace_row(rows, 3, torch.tensor([[9.0]])).ravel().tolist() == [0, 1, 2, 9]
+    kernels = TemplateKernels(rows, rows * 10, rows * 100)
+    new = TemplateKernels(*(torch.tensor([[-v]]) for v in (1.0, 2.0, 3.0)))
+    out = _replace_row(kernels, 0, new)
+    assert isinstance(out, TemplateKernels) and [k.ravel().tolist() for k in out] == [[-1, 1, 2], [-2, 10, 20],
+                                                                                      [-3, 100, 200]]
+
+
 def torch_equal(a, b) -> bool:
     import torch
 
@@ -463,3 +480,36 @@ def test_each_format_writes_its_documented_layout_and_nothing_else(clip, flaky, 
     assert sorted(p.name for p in (tmp_path / fmt).iterdir()) == layout
     images = next(p for p in (tmp_path / fmt).rglob("*") if p.suffix == ".jpg").parent
     assert len(list(images.iterdir())) == N
+
+
+@pytest.mark.slow
+def test_a_keyframe_moves_the_shipped_trackers_track_from_that_frame(clip, tmp_path):  # noqa: F811
+    """With the real tracker: a keyframe that puts object 0 on the other side of the frame makes
+    the track start there (the frames before it are the same as without the keyframe)."""
+    from siamtrack.io.sources import open_source
+    from siamtrack.keyframes import Keyframe
+    from siamtrack.stream import track_stream
+    from siamtrack.tracker import Tracker
+
+    tracker = Tracker.from_pretrained("siammask-lite", device="cpu", precision="fp32-reference")  # no tracing
+    corner = (110.0, 70.0, 40.0, 40.0)
+
+    class Boxes:
+        def __init__(self, _start):
+            self.rows = []
+
+        def write(self, index, timestamp, image, results, annotated=None):
+            self.rows.append([(r.obj_id, r.box, r.polygon_source) for r in results])
+
+        def close(self, extra_meta=None):
+            return {"rows": self.rows}
+
+    def boxes(keyframes):
+        frames = open_source(clip["video"]).frames(0, 8)
+        return track_stream(tracker, frames, [clip["gt"]["init_box"]], Boxes, keyframes=keyframes).outputs["rows"]
+
+    plain, fixed = boxes(None), boxes(keyframe_schedule([Keyframe(4, 0, corner)]))
+    assert fixed[:4] == plain[:4] and fixed[4] == [(0, corner, "keyframe")]
+    cx = [row[0][1][0] + row[0][1][2] / 2 for row in fixed[5:]]
+    plain_cx = [row[0][1][0] + row[0][1][2] / 2 for row in plain[5:]]
+    assert all(abs(c - 130) < 25 for c in cx) and all(abs(c - 130) > 40 for c in plain_cx), (cx, plain_cx)
