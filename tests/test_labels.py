@@ -243,6 +243,27 @@ def test_run_export_writes_the_video_and_the_dataset_in_one_pass(clip, flaky, ca
     assert not (out / "yolo").exists() and not (out / "annotated.mp4").exists()
 
 
+@pytest.mark.parametrize("fmt", ["coco", "ytvis"])
+def test_rle_of_run_export_equals_runs_mask_pngs(clip, flaky, capsys, tmp_path, fmt):  # noqa: F811
+    out = tmp_path / "run"
+    code, _, err = invoke(capsys, "run", clip["video"], "--bbox", box_arg(clip["gt"]["init_box"]), "--bbox",
+                          box_arg(STATIC), "--out", out, "--export", fmt, "--no-video", "--quiet", "--frames", "none")
+    assert code == 0, err
+    if fmt == "coco":
+        doc = json.loads((out / "coco" / "annotations.json").read_text())
+        frame_of = {im["id"]: im["frame_index"] for im in doc["images"]}
+        rles = {(frame_of[a["image_id"]], a["track_id"]): a["segmentation"] for a in doc["annotations"]}
+    else:
+        doc = json.loads((out / "ytvis" / "instances.json").read_text())
+        rles = {(k, a["track_id"]): seg for a in doc["annotations"] for k, seg in enumerate(a["segmentations"]) if seg}
+    assert len(rles) == 2 * N - len(LOST)
+    for (k, obj), rle in rles.items():
+        png = cv2.imread(str(out / "masks" / str(obj) / f"{k:05d}.png"), cv2.IMREAD_GRAYSCALE)
+        assert np.array_equal(coco_mask.decode(rle).astype(bool), png > 0)
+    for k in LOST:
+        assert not cv2.imread(str(out / "masks" / "0" / f"{k:05d}.png"), cv2.IMREAD_GRAYSCALE).any()
+
+
 @pytest.mark.parametrize("command", ["export-masks", "run"])
 def test_an_interrupted_export_leaves_a_valid_dataset_of_the_frames_done(clip, monkeypatch, capsys, tmp_path,  # noqa: F811
                                                                           command):
@@ -359,6 +380,7 @@ def test_the_annotated_video_marks_keyframes():
     assert white.sum() > 100 and np.all(plain > 240, axis=2).sum() < white.sum() / 4
 
 
+@pytest.mark.slow
 def test_tracker_reinit_replaces_one_template_and_adds_an_object(synthetic_checkpoint):
     from siamtrack.tracker import Tracker
 
