@@ -109,6 +109,19 @@ def test_polygons_keep_holes_and_parts():
     assert mask_polygons(np.zeros((10, 10), bool)) == [] and join_polygons([]) is None
 
 
+def test_joining_parts_drops_a_far_fragment_smaller_than_its_cut():
+    """One outline per object: a near part is joined by a cut, a 3x3 fragment 150 px away is
+    dropped (9 pixels lost instead of about 150 drawn)."""
+    mask = np.zeros((200, 300), bool)
+    mask[20:80, 20:80] = True  # the object
+    mask[20:80, 90:110] = True  # a part 10 px to its right: joined
+    mask[180:183, 250:253] = True  # a far speck: dropped
+    joined = join_polygons(mask_polygons(mask, 0))
+    drawn = polygon_mask([joined], mask.shape)
+    assert not drawn[180:183, 250:253].any() and drawn[20:80, 90:110].all() and drawn[20:80, 20:80].all()
+    assert np.count_nonzero(drawn & ~mask) <= 12  # the cut to the near part only
+
+
 # -- formats -------------------------------------------------------------------------------------
 
 

@@ -27,10 +27,16 @@ DEFAULT_TOLERANCE = 1.0  # pixels: the Douglas-Peucker distance an outline may m
 MIN_IOU = 0.98  # a simplified polygon under this mask IoU is written unsimplified instead
 
 
-def _bridge(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
-    """``outer`` with ``inner`` spliced in at their nearest pair of vertices (there and back)."""
+def _nearest(outer: np.ndarray, inner: np.ndarray) -> tuple[int, int, float]:
+    """The closest pair of vertices (index in ``outer``, index in ``inner``) and their distance."""
     d = ((outer[:, None, :].astype(np.int64) - inner[None, :, :]) ** 2).sum(-1)
     i, j = np.unravel_index(int(d.argmin()), d.shape)
+    return int(i), int(j), float(np.sqrt(d[i, j]))
+
+
+def _bridge(outer: np.ndarray, inner: np.ndarray, at: tuple[int, int, float] | None = None) -> np.ndarray:
+    """``outer`` with ``inner`` spliced in at their nearest pair of vertices (there and back)."""
+    i, j, _ = at or _nearest(outer, inner)
     return np.concatenate([outer[:i + 1], np.roll(inner, -j, axis=0), inner[j:j + 1], outer[i:]])
 
 
@@ -66,13 +72,28 @@ def mask_polygons(mask: np.ndarray, tolerance: float = DEFAULT_TOLERANCE) -> lis
 
 
 def join_polygons(polygons: list[np.ndarray]) -> np.ndarray | None:
-    """The parts as one outline (zero-width cuts between nearest vertices); None for no parts."""
+    """The parts as one outline: from the largest, the nearest remaining part joined next by a
+    zero-width cut between nearest vertices; None for no parts. A fill draws a cut one pixel
+    wide, so a part smaller than its cut is long (a far fragment) is dropped instead: the
+    outline then differs from the mask by fewer pixels than with it."""
     if not polygons:
         return None
-    joined = polygons[0]
-    for poly in polygons[1:]:
-        joined = _bridge(joined, poly)
+    rest = sorted(polygons, key=lambda p: -_pixels(p))
+    joined = rest.pop(0)
+    while rest:  # the part nearest to what is joined so far next (short cuts; a part can be a stepping stone)
+        near = [_nearest(joined, poly) for poly in rest]
+        k = min(range(len(rest)), key=lambda n: near[n][2])
+        poly = rest.pop(k)
+        if _pixels(poly) > near[k][2]:  # dropping it loses its pixels, the cut adds about its length
+            joined = _bridge(joined, poly, near[k])
     return joined
+
+
+def _pixels(poly: np.ndarray) -> float:
+    """About how many pixels a fill of the polygon covers: its area plus half its outline (the
+    outline's pixels are filled whole, the area counts them half)."""
+    c = poly.reshape(-1, 1, 2)
+    return abs(cv2.contourArea(c)) + cv2.arcLength(c, True) / 2 + 1
 
 
 def polygon_mask(polygons: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
