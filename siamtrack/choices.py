@@ -33,3 +33,6 @@ DEVICES = ("auto", "cpu", "cuda")
 # (NanoTrack, VitTrack; their ONNX files are registry models of the same names). siamtrack.eval.baselines
 # implements every name but the first.
 TRACKERS = ("siammask", "opencv-mil", "opencv-csrt", "opencv-kcf", "opencv-nano", "opencv-vit")
+
+# training-set exports (siamtrack.io.labels), named here so the CLI lists them without importing it
+DATASET_FORMATS = ("coco", "ytvis", "yolo", "cvat", "mot")

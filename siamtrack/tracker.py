@@ -204,6 +204,14 @@ class TrackResult:
         }
 
 
+def _replace_row(kernels: Any, obj_id: int, new: Any) -> Any:
+    """``kernels`` (a tensor, or a tuple of them: what ``net.template`` gives) with object
+    ``obj_id``'s row replaced by ``new``'s only row, or appended when ``obj_id`` is one past the end."""
+    if isinstance(kernels, torch.Tensor):
+        return torch.cat([kernels[:obj_id], new, kernels[obj_id + 1:]])
+    return type(kernels)(*(_replace_row(k, obj_id, n) for k, n in zip(kernels, new, strict=True)))
+
+
 @dataclass
 class ObjectState:
     """What the tracker carries from frame to frame for one object (centre/size are float64)."""
@@ -463,18 +471,9 @@ class Tracker:
         timer.start()
         self._avg_chans = frame.mean(axis=(0, 1))
         self.states = []
-        sides = []
-        for box in boxes:
-            box, clipped = clip_box(box, (w, h))
-            if clipped:
-                warnings.warn(f"box clipped to the frame: {','.join(f'{v:g}' for v in box)}",
-                              BoxClippedWarning, stacklevel=2)
-            center, size = geo.xywh_to_center(box)
-            if self._pysot:
-                center -= 0.5
-            self.states.append(ObjectState(center, size, machine=self._machine(), good_center=center.copy(),
-                                           good_size=size.copy()))
-            sides.append(geo.exemplar_side(size, self.preset.context_amount))
+        for box in boxes:  # a loop, not a comprehension: the clipping warning names init's caller
+            self.states.append(self._new_state(box, (w, h)))
+        sides = [geo.exemplar_side(st.size, self.preset.context_amount) for st in self.states]
         z = self._crops(frame, [st.center for st in self.states], sides, geo.EXEMPLAR_SIZE)
         timer.mark("crop")
         with self._grad_context():
@@ -482,6 +481,39 @@ class Tracker:
         timer.mark("backbone")
         self.last_steps = []
         return list(range(len(self.states)))
+
+    def _new_state(self, box: Sequence[float], frame_wh: tuple[int, int]) -> ObjectState:
+        """A fresh object at ``box`` (clipped to the frame, with a warning when it had to be)."""
+        box, clipped = clip_box(box, frame_wh)
+        if clipped:
+            warnings.warn(f"box clipped to the frame: {','.join(f'{v:g}' for v in box)}", BoxClippedWarning,
+                          stacklevel=3)
+        center, size = geo.xywh_to_center(box)
+        if self._pysot:
+            center -= 0.5
+        return ObjectState(center, size, machine=self._machine(), good_center=center.copy(), good_size=size.copy())
+
+    def reinit(self, frame: np.ndarray, obj_id: int, box: Sequence[float], *, color: str = "bgr") -> int:
+        """Start object ``obj_id`` afresh at ``box`` on ``frame`` (a reviewer's correction: a new
+        template, no memory of the old track), or add it when ``obj_id`` is the next free id (an
+        object that enters later). Other objects are untouched; ids stay. Returns ``obj_id``."""
+        if self._kernels is None:
+            raise SiamtrackError("call init(frame, boxes) before reinit")
+        if not 0 <= obj_id <= len(self.states):
+            raise SiamtrackError(f"object {obj_id}: the tracker has objects 0..{len(self.states) - 1}; "
+                                 f"a new one takes id {len(self.states)}")
+        frame = _check_frame(frame, color)
+        state = self._new_state(box, (frame.shape[1], frame.shape[0]))
+        side = geo.exemplar_side(state.size, self.preset.context_amount)
+        z = self._crops(frame, [state.center], [side], geo.EXEMPLAR_SIZE)
+        with self._grad_context():
+            new = self.net.template(z)
+        self._kernels = _replace_row(self._kernels, obj_id, new)
+        if obj_id == len(self.states):
+            self.states.append(state)
+        else:
+            self.states[obj_id] = state
+        return obj_id
 
     def _machine(self) -> StateMachine | None:
         p = self.preset
