@@ -167,7 +167,7 @@ def test_bf16_keeps_fp32_decisions_on_the_golden_sequences(golden_dir, golden_ch
 
 @pytest.mark.parametrize("flags,sharp,lite", [
     ({"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}, "bf16", "fp32"),  # Sapphire Rapids and later
-    ({"avx512f", "avx512_bf16"}, "fp32", "fp32"),  # Zen 4: native bf16 dot products, no AMX
+    ({"avx512f", "avx512_bf16"}, "bf16", "fp32"),  # Zen 4: native bf16 dot products, no AMX
     ({"avx2", "fma"}, "fp32", "fp32"),  # bf16 emulated
 ], ids=["amx", "avx512-bf16", "no-bf16"])
 def test_auto_precision_per_cpu_kind(monkeypatch, flags, sharp, lite):
