@@ -218,8 +218,12 @@ def write_export(model: nn.Module, out: str | Path, meta: dict[str, Any], *, ops
     ``check_graphs``; ``meta`` goes into the sidecar, which is returned. ``replace=False``: an export
     already complete at ``out`` (another process's) is kept."""
     from siamtrack import __version__
+    from siamtrack.decoders import decoder_for
     from siamtrack.engine import count_track_flops
 
+    if not decoder_for(model).masks:
+        raise SiamtrackError(f"ONNX export covers the SiamMask networks only: {model.arch} (boxes only) runs on "
+                             "the torch backend")
     try:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401

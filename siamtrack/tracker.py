@@ -410,7 +410,7 @@ class Tracker:
             return self.net.flops_per_step()
         from siamtrack.engine import count_track_flops
 
-        return count_track_flops(self.net, self.device)
+        return count_track_flops(self.net, self.device, masks=self.decoder.masks)
 
     # tracking -----------------------------------------------------------------------------
     def _grad_context(self):

@@ -281,3 +281,23 @@ def test_v2_weights_with_the_opencv_preset_give_cv2_tracker_nanos_boxes():
         x, y, w, h = r.box
         ious.append(_iou(want, (int(x), int(y), int(w), int(h))))  # OpenCV truncates its Rect
     assert np.mean(ious) >= 0.99 and min(ious) >= 0.9
+
+
+@pytest.mark.slow
+def test_the_lost_state_works_on_a_box_models_scores():
+    """A generated exit clip (a training seed): hidden frames are lost, with no box and an empty mask,
+    and the object is found again when it comes back."""
+    from siamtrack.io.synthetic import scenario
+    from siamtrack.lost import LOST, TRACKED
+
+    tracker = Tracker(load_checkpoint(need(PRETRAINED / PTH[nanotrack.V3])).model, "nanotrack-v3", device="cpu",
+                      precision="fp32")
+    frames = list(scenario("exit", seed=101))
+    tracker.init(frames[0].image, frames[0].box)
+    states = [tracker.track(f.image)[0] for f in frames[1:]]
+    hidden = [t for t, f in enumerate(frames[1:]) if f.visible == 0]
+    assert all(states[t].state == LOST and states[t].box is None and states[t].mask_area == 0
+               for t in hidden[2:])
+    assert all(r.state == TRACKED for r in states[:hidden[0] - 3])
+    assert states[-1].state == TRACKED
+    assert _iou(states[-1].box, frames[-1].box) > 0.5
