@@ -301,3 +301,21 @@ def test_the_lost_state_works_on_a_box_models_scores():
     assert all(r.state == TRACKED for r in states[:hidden[0] - 3])
     assert states[-1].state == TRACKED
     assert _iou(states[-1].box, frames[-1].box) > 0.5
+
+
+@pytest.mark.slow
+def test_onnxruntime_runs_a_box_model_as_torch_does_and_int8_is_refused_in_one_line():
+    pytest.importorskip("onnxruntime")
+    torch.manual_seed(2)
+    model = build_model(nanotrack.V2).eval()
+    frames = _clip(4)
+    boxes = []
+    for backend in ("torch", "onnxruntime"):
+        t = Tracker(model, "nanotrack-v2", device="cpu", precision="fp32", backend=backend, model_name="nano-test")
+        t.init(frames[0], (100, 60, 50, 40))
+        boxes.append([t.track(f)[0].box for f in frames[1:]])
+    np.testing.assert_allclose(np.array(boxes[0]), np.array(boxes[1]), atol=1e-2)
+    with pytest.raises(SiamtrackError) as exc:
+        Tracker(model, "nanotrack-v2", device="cpu", precision="int8", backend="onnxruntime", model_name="nano-test")
+    assert str(exc.value) == ("int8 covers the SiamMask networks; nanotrack_v2 (boxes only) runs fp32 on the "
+                              "onnxruntime backend")
