@@ -10,7 +10,7 @@ CONSTRAINTS := $(VENV)/constraints.txt
 PIP_INSTALL := PIP_CONSTRAINT=$(abspath $(CONSTRAINTS)) $(PIP) install --disable-pip-version-check -q
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint demo weights bench train-lite clean
+.PHONY: setup test lint demo weights bench bench-gpu train-lite clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,15 +33,24 @@ weights: setup
 demo: setup weights
 	$(VENV)/bin/siamtrack demo
 
+# Every figure is also a ratio to the fp32-reference step timed in the same run (--vs), comparable across machines.
 # bf16 is timed where the CPU runs it natively (AVX512-BF16 or AMX); elsewhere it would be refused.
 BENCH_BF16 := $(shell grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo 2>/dev/null && echo ,bf16)
 # int8 (onnxruntime) is calibrated on training videos: timed where they are (../shared or $SIAMTRACK_CALIBRATION).
 BENCH_INT8 := $(shell test -d "$${SIAMTRACK_CALIBRATION:-../shared/train_data/videos}" && echo ,int8)
-BENCH_CASES := --backend torch,onnxruntime --precision fp32-reference,fp32$(BENCH_BF16)$(BENCH_INT8) --threads 1,2
+BENCH_CASES := --backend torch,onnxruntime --precision fp32-reference,fp32$(BENCH_BF16)$(BENCH_INT8) --threads 1,2 --vs fp32-reference
 
 bench: setup
 	$(VENV)/bin/siamtrack bench $(BENCH_CASES) --json runs/bench.json
 	$(VENV)/bin/siamtrack bench --arch siammask_sharp $(BENCH_CASES) --frames 25 --json runs/bench-official.json
+
+# The CUDA figures of docs/eval.md ("Measuring on a GPU"): scripts/gpu_check.py, about 6 minutes on an H200,
+# records in $OUT, else runs/gpu-check/. Runs with the venv's python where there is one, else python3 (a GPU machine's own
+# torch); GPU_CHECK_ARGS=--dry-run checks the same steps on a CPU in about a minute.
+GPU_PYTHON := $(if $(wildcard $(PY)),$(PY),$(PYTHON))
+GPU_CHECK_ARGS ?=
+bench-gpu:
+	PYTHONPATH=$(CURDIR) $(GPU_PYTHON) scripts/gpu_check.py --out $${OUT:-runs/gpu-check} $(GPU_CHECK_ARGS)
 
 # Trains (or resumes: the state in weights/siammask-lite/ is committed) the compact default model's second
 # stage from the committed first one (weights/siammask-lite/v1-step4000.pt), tunes the preset of the best

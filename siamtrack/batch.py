@@ -2,7 +2,8 @@
 
 A manifest is JSON Lines, one entry a line: ``source`` (video file, image folder or glob;
 relative to the manifest's folder), ``bbox`` (``[x, y, w, h]`` boxes, one per object),
-optional ``name`` (the entry's output folder), ``start`` and ``max_frames``. It is read
+optional ``name`` (the entry's output folder), ``start``, ``max_frames`` and ``keyframes`` (a
+``siamtrack.keyframes`` JSON or CSV file, relative to the manifest's folder). It is read
 whole before any work starts, so a malformed line costs nothing.
 
 Every entry goes through ``siamtrack.runs.track_to_folder``, the code path of ``run``, into
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from siamtrack.atomic import write_text_atomic
 from siamtrack.errors import SiamtrackError
+from siamtrack.keyframes import Keyframe, check_keyframes, keyframe_schedule, read_keyframes
 from siamtrack.runs import RUN_OUTPUTS, OutDir, safe_name, track_to_folder
 from siamtrack.stream import STOP_SIGNALS
 
@@ -42,7 +44,7 @@ SUMMARY = "batch.json"
 # done: tracked to the end; skipped: done by an earlier run; failed: an error (the entry's `error`);
 # interrupted: stopped part-way (Ctrl-C), outputs finalised for the frames done; pending: not started.
 STATUSES = ("done", "skipped", "failed", "interrupted", "pending")
-KEYS = ("source", "bbox", "name", "start", "max_frames")
+KEYS = ("source", "bbox", "name", "start", "max_frames", "keyframes")
 SAVE_EVERY_S = 2.0  # the summary is rewritten at most this often while entries finish
 Box = tuple[float, float, float, float]
 
@@ -58,11 +60,16 @@ class Entry:
     name: str
     start: int = 0
     max_frames: int | None = None
+    keyframes: tuple[Keyframe, ...] = ()
 
     def spec(self) -> dict[str, Any]:
-        """What decides the entry's outputs (compared with the summary's on a rerun)."""
-        return {"source": self.path, "bbox": [list(b) for b in self.boxes], "start": self.start,
-                "max_frames": self.max_frames}
+        """What decides the entry's outputs (compared with the summary's on a rerun; a changed
+        keyframe file changes it)."""
+        spec: dict[str, Any] = {"source": self.path, "bbox": [list(b) for b in self.boxes], "start": self.start,
+                                "max_frames": self.max_frames}
+        if self.keyframes:
+            spec["keyframes"] = [[k.frame, k.obj_id, *k.box] for k in self.keyframes]
+        return spec
 
 
 def _fail(where: str, line: int, message: str) -> SiamtrackError:
@@ -126,8 +133,18 @@ def _parse(text: str, line: int, where: str, base: Path) -> dict[str, Any]:
         raise _fail(where, line, f"'name' must be a folder name (no / or \\, not . or .. or {SUMMARY})")
     path = Path(source).expanduser()
     path = path if path.is_absolute() else base / path
+    keyframes: tuple[Keyframe, ...] = ()
+    if row.get("keyframes") is not None:
+        if not isinstance(row["keyframes"], str) or not row["keyframes"].strip():
+            raise _fail(where, line, "'keyframes' must be a JSON or CSV file (a non-empty string)")
+        kf_path = Path(row["keyframes"]).expanduser()
+        try:
+            keyframes = tuple(read_keyframes(kf_path if kf_path.is_absolute() else base / kf_path))
+            check_keyframes(list(keyframes), len(boxes), start, None)
+        except SiamtrackError as exc:
+            raise _fail(where, line, str(exc)) from None
     return {"line": line, "source": source, "path": str(path), "boxes": boxes, "name": name, "start": start,
-            "max_frames": max_frames}
+            "max_frames": max_frames, "keyframes": keyframes}
 
 
 def read_manifest(manifest: str | Path) -> list[Entry]:
@@ -236,10 +253,12 @@ def track_entry(tracker: Any, job: Job, stopped: Callable[[], bool]) -> Record:
     t0 = time.perf_counter()
     try:
         src = open_source(entry.path)
+        check_keyframes(list(entry.keyframes), len(entry.boxes), entry.start, src.expected(entry.start,
+                                                                                          entry.max_frames))
         out_dir = OutDir(job.folder, entry.name, overwrite=True, owned=RUN_OUTPUTS)
         summary = track_to_folder(tracker, src, src.frames(entry.start, entry.max_frames), list(entry.boxes),
                                   out_dir, source_label=entry.path, video=job.video, masks=job.masks, on_frame=check,
-                                  warn=notes.append)
+                                  warn=notes.append, keyframes=keyframe_schedule(list(entry.keyframes)) or None)
     except SiamtrackError as exc:
         return Record.of(entry, "failed", error=_first_line(exc), seconds=time.perf_counter() - t0, warnings=notes)
     except Exception as exc:  # a bad entry must not stop the others; the message says what broke

@@ -7,6 +7,10 @@ machine's load and their ratios are fair. The peak FLOP/s
 is an estimate from the CPU's description (cores x clock x FLOPs per cycle of its widest
 fused multiply-add), stated with its assumptions; a measured matrix-multiply rate on the
 same threads is reported beside it as a practical ceiling.
+
+Any tracker with the bench's hooks (``profile``, ``last_timings``, ``flops_per_frame``) is a
+case: the OpenCV peers (``siamtrack.eval.baselines``) time their one stage, ``total``, and
+count no FLOPs, so they are timed beside siamtrack's models on the same frames.
 """
 
 from __future__ import annotations
@@ -156,8 +160,8 @@ def gemm_flops(device: Any, half: bool, size: int = 1536, repeats: int = 4) -> f
 
 @dataclass
 class Case:
-    """One configuration being timed: a tracker (its backend and precision) and a thread count (torch's,
-    set before each step; an onnxruntime tracker was built with its own)."""
+    """One configuration being timed: a tracker (its backend and precision) and a thread count (torch's
+    and OpenCV's, set before each step; an onnxruntime tracker was built with its own)."""
 
     tracker: Any
     threads: int | None = None
@@ -168,9 +172,9 @@ class Case:
 
     def use(self) -> None:
         if self.threads is not None:
-            import torch
+            from siamtrack.executors import set_threads
 
-            torch.set_num_threads(self.threads)
+            set_threads(self.threads)
 
 
 def time_cases(cases: Sequence[Case], frames: Sequence[np.ndarray], boxes: list[tuple[float, ...]], *,
@@ -192,8 +196,9 @@ def time_cases(cases: Sequence[Case], frames: Sequence[np.ndarray], boxes: list[
             wall = time.perf_counter() - t0
             if i:  # the first init is a warm-up
                 timings = case.tracker.last_timings
-                case.init["crop"].append(timings.get("crop", 0.0))
-                case.init["backbone"].append(timings.get("backbone", 0.0))
+                for stage in ("crop", "backbone"):
+                    if stage in timings:
+                        case.init[stage].append(timings[stage])
                 case.init["total"].append(wall)
     for i, frame in enumerate(frames[1:]):
         for case in cases:
@@ -214,16 +219,20 @@ def time_cases(cases: Sequence[Case], frames: Sequence[np.ndarray], boxes: list[
 
 
 def case_report(case: Case, objects: int) -> dict[str, Any]:
-    """Percentiles per stage, fps and the compute figures of one timed case."""
+    """Percentiles per stage, fps and the compute figures of one timed case (FLOP figures None for a
+    tracker that does not count its FLOPs)."""
     import torch
+
+    from siamtrack.eval.harness import tracker_meta
 
     tracker = case.tracker
     case.use()
     threads = getattr(tracker, "threads", None) or torch.get_num_threads()
     timed, seconds = len(case.wall), float(np.sum(case.wall))
-    flops = int(tracker.flops_per_frame()) * objects
+    counted = tracker.flops_per_frame()
+    flops = None if counted is None else int(counted) * objects
     median_total = float(np.median(case.stages["total"]))
-    achieved = flops / median_total
+    achieved = None if flops is None else flops / median_total
     half = tracker.precision in ("bf16", "fp16")
     device = torch.device(str(tracker.device))
     if device.type == "cuda":
@@ -236,15 +245,17 @@ def case_report(case: Case, objects: int) -> dict[str, Any]:
         if tracker.precision == "int8":
             assumption += "; int8 operations are counted against this fp32 peak"
     return {
+        "tracker": tracker_meta(tracker)["tracker"], "model": tracker.model_name,
         "backend": getattr(tracker, "backend", "torch"), "precision": tracker.precision, "threads": threads,
         "cores_used": cores, "lost": case.lost,
-        "init": {s: percentiles(v) for s, v in case.init.items()},
+        "init": {s: percentiles(v) for s, v in case.init.items() if v},
         "stages": {s: percentiles(v) for s, v in case.stages.items() if v},
         "wall": percentiles(case.wall), "timed_frames": timed,
         "fps": timed / seconds, "fps_median": 1 / float(np.median(case.wall)), "object_fps": objects * timed / seconds,
-        "flops_per_frame": flops, "gflops_per_frame": flops / 1e9, "achieved_gflops": achieved / 1e9,
+        "flops_per_frame": flops, "gflops_per_frame": None if flops is None else flops / 1e9,
+        "achieved_gflops": None if achieved is None else achieved / 1e9,
         "peak_gflops": peak / 1e9 if peak else None, "peak_assumption": assumption,
-        "fraction_of_peak": achieved / peak if peak else None,
+        "fraction_of_peak": achieved / peak if peak and achieved is not None else None,
     }
 
 
@@ -265,6 +276,8 @@ def run_benchmark(cases: Sequence[Case], frames: Sequence[np.ndarray], boxes: li
     if gemm:
         measured: dict[tuple, float] = {}
         for case, r in zip(cases, results, strict=True):
+            if r["achieved_gflops"] is None:
+                continue
             case.use()
             key = (str(case.tracker.device), r["threads"], r["precision"] in ("bf16", "fp16"))
             if key not in measured:
@@ -276,3 +289,17 @@ def run_benchmark(cases: Sequence[Case], frames: Sequence[np.ndarray], boxes: li
         r["speedup_vs_first"] = base / r["stages"]["total"]["median_ms"]
     out["results"] = results
     return out
+
+
+def reference_ratios(results: list[dict[str, Any]], reference: dict[str, Any]) -> dict[str, float]:
+    """Each result's ``vs_reference``: its fps over the fps of the result that matches ``reference``
+    (backend, precision, not lost) at the same thread count; returns the reference fps per thread count.
+
+    Absolute fps differ 1.5x between the machines this project meets; a ratio to a case timed in
+    the same run, interleaved with it, reads the same on each of them.
+    """
+    refs = {r["threads"]: r["fps"] for r in results
+            if not r["lost"] and all(r[k] == v for k, v in reference.items())}
+    for r in results:
+        r["vs_reference"] = r["fps"] / refs[r["threads"]] if r["threads"] in refs else None
+    return {str(t): fps for t, fps in refs.items()}

@@ -39,3 +39,10 @@ BACKENDS = ("torch", "onnxruntime")
 BACKEND_PRECISIONS = {"torch": ("auto", "fp32", "fp32-reference", "bf16", "fp16"),
                       "onnxruntime": ("auto", "fp32", "int8")}
 DEVICES = ("auto", "cpu", "cuda")
+# What `eval` and `bench` score: siamtrack's SiamMask, OpenCV's classic baselines and its learned peers
+# (NanoTrack, VitTrack; their ONNX files are registry models of the same names). siamtrack.eval.baselines
+# implements every name but the first.
+TRACKERS = ("siammask", "opencv-mil", "opencv-csrt", "opencv-kcf", "opencv-nano", "opencv-vit")
+
+# training-set exports (siamtrack.io.labels), named here so the CLI lists them without importing it
+DATASET_FORMATS = ("coco", "ytvis", "yolo", "cvat", "mot")

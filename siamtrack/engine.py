@@ -7,16 +7,18 @@ Precision modes:
 * ``fp32``: float32 with inference-only rewrites that keep golden equivalence (no
   autograd, BatchNorm folded into convolutions, channels-last, template work at init; on the
   CPU, trunks listed in ``FROZEN_TRUNK_ARCHS`` run as a frozen TorchScript graph);
-* ``bf16``: the trunks in bfloat16 (CPUs with native bf16: AVX512-BF16 or AMX; CUDA), heads fp32;
+* ``bf16``: the search trunk in bfloat16 (CPUs with native bf16: AVX512-BF16 or AMX; CUDA), the
+  template, heads and refine in fp32, and a frame whose decision is a near-tie re-decided in fp32;
 * ``fp16``: the same with float16 (CUDA only);
-* ``auto``: fp16 on CUDA; on CPUs with native bf16, bf16 for the official architecture (validated)
-  and fp32 for siammask-lite (its masks lose accuracy in bf16); fp32 elsewhere.
+* ``auto``: fp16 on CUDA; bf16 for the official architecture on CPUs with AMX (validated and
+  measured faster); fp32 elsewhere (see ``auto_precision``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import warnings
 
 import torch
@@ -28,19 +30,35 @@ from siamtrack.errors import SiamtrackError
 from siamtrack.models import SiamNetwork
 
 
-def cpu_has_native_bf16() -> bool:
-    """True when the CPU executes bf16 dot products natively (AVX512-BF16 or AMX)."""
+@functools.cache
+def _cpu_flags() -> frozenset[str]:
     try:
         with open("/proc/cpuinfo") as f:
-            flags = f.read()
+            return frozenset(next((ln.split(":", 1)[1].split() for ln in f if ln.startswith("flags")), []))
     except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
+        return frozenset()
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU executes bf16 dot products natively (AVX512-BF16 or AMX)."""
+    return bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
+
+
+def cpu_has_amx() -> bool:
+    """True when the CPU has AMX tiles for bf16 (Intel Sapphire Rapids and later)."""
+    return "amx_bf16" in _cpu_flags()
 
 
 # Architectures whose bf16 trunk is validated against fp32 (tests/test_bf16.py). siammask-lite loses
 # F on the DAVIS dev sequences in bf16 (0.428 -> 0.378 at step 700), so ``auto`` keeps it in fp32.
 BF16_AUTO_ARCHS = ("siammask_sharp",)
+
+# A half-precision decision whose top two candidate cells are closer than this in penalised score
+# is re-made in fp32. bf16 moves a top cell's penalised score by at most 0.0029 (95th percentile
+# 0.0021) on the golden sequences and 0.0020 on training sequences (official architecture,
+# teacher-forced); the frames where it picked another cell had fp32 margins of 4e-5 to 9e-5, true
+# near-ties that no bf16 layer choice avoids (docs/eval.md, "bf16 and the arg-max").
+HALF_DECISION_MARGIN = 0.002
 
 
 # Architectures whose trunk runs as a frozen TorchScript graph in the CPU fp32 path. oneDNN then fuses
@@ -56,14 +74,26 @@ def choose_precision(precision: str, device: torch.device, arch: str = "siammask
     if precision == "int8":
         raise SiamtrackError("int8 runs on the onnxruntime backend: add --backend onnxruntime")
     if precision == "auto":
-        if device.type == "cuda":
-            return "fp16"
-        return "bf16" if cpu_has_native_bf16() and arch in BF16_AUTO_ARCHS else "fp32"
+        return auto_precision(device, arch)
     if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
         raise SiamtrackError("bf16 needs a CPU with AVX512-BF16 or AMX (or a GPU); use --precision fp32")
     if precision == "fp16" and device.type != "cuda":
         raise SiamtrackError("fp16 is for CUDA devices; on a CPU use --precision bf16 or fp32")
     return precision
+
+
+def auto_precision(device: torch.device, arch: str) -> str:
+    """What ``--precision auto`` runs: the fastest mode whose decisions are validated against fp32.
+
+    CUDA: fp16. CPUs with AMX: bf16 for the architectures in ``BF16_AUTO_ARCHS`` (tests/test_bf16.py
+    holds their decisions and masks to fp32's on AMX, AVX512-BF16 and emulated bf16). Other CPUs:
+    fp32 -- without AMX the bf16 gain is at most 1.9x on the official trunk (Zen 4's AVX512-BF16,
+    docs/eval.md), and each near-tie then pays an fp32 trunk on top; without native bf16, bf16 is
+    emulated and slower than fp32.
+    """
+    if device.type == "cuda":
+        return "fp16"
+    return "bf16" if cpu_has_amx() and arch in BF16_AUTO_ARCHS else "fp32"
 
 
 def _to_float(tensors):
@@ -75,12 +105,16 @@ def _to_float(tensors):
 
 
 class _HalfTrunk(nn.Module):
-    """Runs the template and search trunks under bf16/fp16 autocast, the heads and refine in fp32.
+    """Runs the search trunk under bf16/fp16 autocast; the template, heads and refine in fp32.
 
-    The trunk is most of the cost and tolerates bf16; the correlation heads and refine
-    decide the argmax and the mask boundary, and in bf16 they flip decisions on
-    ambiguous frames (measured on the golden sequences), so they stay fp32.
+    The search trunk is most of the per-frame cost and tolerates bf16. The template runs once
+    per object, so it stays fp32: its kernels then serve ``exact_backbone`` too. The heads and
+    refine decide the arg-max and the mask boundary and stay fp32. What half precision still
+    moves (the trunk's features) can only flip a decision that is a near-tie: the tracker
+    re-decides those (``decision_margin``) with ``exact_backbone``, the same trunk in fp32.
     """
+
+    decision_margin = HALF_DECISION_MARGIN
 
     def __init__(self, net: nn.Module, device_type: str, dtype: torch.dtype) -> None:
         super().__init__()
@@ -93,12 +127,14 @@ class _HalfTrunk(nn.Module):
         return torch.autocast(self._device_type, dtype=self._dtype)
 
     def template(self, z):
-        with self._ctx():
-            return _to_float(self.inner.template(z))
+        return self.inner.template(z)
 
     def backbone(self, x):
         with self._ctx():
             return _to_float(self.inner.backbone(x))
+
+    def exact_backbone(self, x):
+        return self.inner.backbone(x)
 
     def heads(self, feats, kernels):
         return self.inner.heads(feats, kernels)

@@ -140,6 +140,20 @@ def cosine_window(score_size: int = SCORE_SIZE, anchor_num: int = len(RATIOS) * 
     return np.tile(win.ravel(), anchor_num)
 
 
+def decision_margin(pscore: np.ndarray, cells: int = SCORE_SIZE * SCORE_SIZE) -> float:
+    """How far the chosen cell's penalised score is ahead of the best other cell's.
+
+    ``pscore`` is flattened (anchor, row, col), ``cells`` entries per anchor; the anchors of one
+    cell are one decision (they share the refine window). A map whose maximum is not finite, or
+    with one cell, has an infinite margin: there is nothing to flip to.
+    """
+    best = int(np.argmax(pscore))
+    others = (np.arange(pscore.size) % cells) != best % cells
+    if not np.isfinite(pscore[best]) or not others.any():
+        return math.inf
+    return float(pscore[best] - pscore[others].max())
+
+
 def decode_boxes(delta: np.ndarray, anchors: np.ndarray) -> np.ndarray:
     """Apply (dx, dy, dw, dh) of shape (4, N) to anchors (N, 4): boxes (4, N) cx, cy, w, h.
 

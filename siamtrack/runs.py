@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,10 @@ from siamtrack.stream import Progress, Start, StreamSummary, track_stream
 
 __all__ = ["RUN_OUTPUTS", "OutDir", "new_run_dir", "run_meta", "safe_name", "track_to_folder"]
 
-RUN_OUTPUTS = ("annotated.mp4", "masks", "tracks.json", "tracks.jsonl")
+from siamtrack.choices import DATASET_FORMATS
+
+# what a run writes (and --overwrite replaces): the dataset of --export FORMAT goes to <out>/<FORMAT>/
+RUN_OUTPUTS = ("annotated.mp4", "masks", "tracks.json", "tracks.jsonl", *DATASET_FORMATS)
 
 
 def safe_name(name: str) -> str:
@@ -98,13 +101,18 @@ def run_meta(tracker: Any, src: Any, source_label: str, boxes: list[tuple[float,
     import platform
 
     import cv2
-    import imageio_ffmpeg
     import numpy as np
 
     from siamtrack import __version__
 
     versions = {"siamtrack": __version__, "python": platform.python_version(), "numpy": np.__version__,
-                "opencv": cv2.__version__, "imageio-ffmpeg": imageio_ffmpeg.__version__}
+                "opencv": cv2.__version__}
+    try:  # absent, image folders still track (without annotated.mp4: --no-video)
+        import imageio_ffmpeg
+
+        versions["imageio-ffmpeg"] = imageio_ffmpeg.__version__
+    except ImportError:
+        versions["imageio-ffmpeg"] = None
     try:
         import torch
 
@@ -113,7 +121,8 @@ def run_meta(tracker: Any, src: Any, source_label: str, boxes: list[tuple[float,
         pass
     preset = tracker.preset.to_dict() if hasattr(tracker.preset, "to_dict") else str(tracker.preset)
     return {"source": source_label, "source_name": src.name, "fps": src.fps, "size": list(src.size),
-            "start": start, "model": tracker.model_name, "arch": tracker.arch, "preset": preset,
+            "rotation": getattr(src, "rotation", 0), "start": start,
+            "model": tracker.model_name, "arch": tracker.arch, "preset": preset,
             "precision": tracker.precision, "backend": getattr(tracker, "backend", None),
             "device": str(tracker.device), "mask_source": getattr(tracker, "mask_source", None),
             "versions": versions,
@@ -123,8 +132,11 @@ def run_meta(tracker: Any, src: Any, source_label: str, boxes: list[tuple[float,
 def track_to_folder(tracker: Any, src: Any, frames: Iterator[Frame], boxes: Sequence, out_dir: OutDir, *,
                     source_label: str, video: bool = True, masks: bool = True, first: Frame | None = None,
                     progress: Progress | None = None, on_frame: Callable[[Frame, list], Any] | None = None,
-                    warn: Callable[[str], None] | None = None) -> StreamSummary:
-    """Track ``frames`` of ``src`` into ``run``'s outputs (annotated.mp4, masks/, tracks.json).
+                    warn: Callable[[str], None] | None = None, export: str | None = None, dataset: Any = None,
+                    keyframes: Mapping[int, Sequence[tuple[int, Any]]] | None = None) -> StreamSummary:
+    """Track ``frames`` of ``src`` into ``run``'s outputs (annotated.mp4, masks/, tracks.json and,
+    with ``export``, a training set of that format in ``<out>/<export>/``, made with ``dataset``,
+    a ``siamtrack.io.labels.DatasetOptions``). ``keyframes``: as ``track_stream`` takes them.
 
     The folder is created (its earlier run outputs replaced) only once the tracker has
     accepted the boxes. Ctrl-C, SIGTERM or ``on_frame`` raising KeyboardInterrupt stop the
@@ -134,9 +146,16 @@ def track_to_folder(tracker: Any, src: Any, frames: Iterator[Frame], boxes: Sequ
 
     def open_outputs(start: Start) -> RunOutputs:
         path = out_dir.create()
+        labels = None
+        if export is not None:
+            from siamtrack.io.labels import DatasetOptions, open_dataset
+            from siamtrack.keyframes import object_count
+
+            labels = open_dataset(export, path / export, start.size, object_count(len(start.obj_ids), keyframes),
+                                  dataset or DatasetOptions(), video=safe_name(src.name), fps=src.fps)
         return RunOutputs(path, run_meta(tracker, src, source_label, start.boxes, start.first.index), fps=src.fps,
-                          size=start.size, video=video, masks=masks)
+                          size=start.size, video=video, masks=masks, labels=labels)
 
     options: dict[str, Any] = {} if warn is None else {"warn": warn}
     return track_stream(tracker, frames, boxes, open_outputs, first=first, progress=progress, on_frame=on_frame,
-                        **options)
+                        keyframes=keyframes, **options)

@@ -15,16 +15,17 @@ import contextlib
 import signal
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
-from siamtrack.errors import SourceError
+from siamtrack.errors import SiamtrackError, SourceError
 from siamtrack.io.sources import Frame
 
-__all__ = ["Sink", "Start", "StreamSummary", "deferred_signals", "init_results", "stop_on_signals", "track_stream"]
+__all__ = ["Sink", "Start", "StreamSummary", "deferred_signals", "given_result", "init_results", "stop_on_signals",
+           "track_stream"]
 
 Box = tuple[float, float, float, float]
 STOP_SIGNALS = tuple(getattr(signal, s) for s in ("SIGTERM", "SIGHUP") if hasattr(signal, s))
@@ -113,18 +114,39 @@ def deferred_signals() -> Iterator[None]:
         _deferring -= 1
 
 
-def init_results(obj_ids: Sequence[int], boxes: Sequence[Box], shape: tuple[int, int]) -> list[Any]:
-    """Results of the first frame: each object's (clipped) initial box, filled as its mask, score 1."""
+def given_result(obj_id: int, box: Box, shape: tuple[int, int], source: str = "init") -> Any:
+    """An object at a box it was given (the first frame, a keyframe): the box filled as its mask,
+    score 1, ``polygon_source`` saying which (outputs flag these frames as not predicted)."""
     from siamtrack.geometry import RotatedBox, box_corners, box_mask
     from siamtrack.tracker import TrackResult
 
-    results = []
-    for obj_id, (x, y, w, h) in zip(obj_ids, boxes, strict=True):
-        center = (x + w / 2, y + h / 2)
-        rotated = RotatedBox(box_corners(center, (w, h)), center[0], center[1], w, h, 0.0)
-        mask = box_mask(shape, (x, y, w, h))
-        results.append(TrackResult(obj_id, (x, y, w, h), rotated, mask, mask.astype("float32"), 1.0, "init"))
-    return results
+    x, y, w, h = box
+    center = (x + w / 2, y + h / 2)
+    rotated = RotatedBox(box_corners(center, (w, h)), center[0], center[1], w, h, 0.0)
+    mask = box_mask(shape, (x, y, w, h))
+    return TrackResult(obj_id, (x, y, w, h), rotated, mask, mask.astype("float32"), 1.0, source)
+
+
+def init_results(obj_ids: Sequence[int], boxes: Sequence[Box], shape: tuple[int, int]) -> list[Any]:
+    """Results of the first frame: each object's (clipped) initial box, filled as its mask, score 1."""
+    return [given_result(obj_id, box, shape) for obj_id, box in zip(obj_ids, boxes, strict=True)]
+
+
+def _apply_keyframes(tracker: Any, frame: Frame, results: list[Any], fixes: Sequence[tuple[int, Box]],
+                     warn: Callable[[str], None]) -> list[Any]:
+    """Re-initialise the objects of this frame's keyframes; their results become the given boxes."""
+    from siamtrack.tracker import clip_box
+
+    by_id = {r.obj_id: r for r in results}
+    size = (frame.image.shape[1], frame.image.shape[0])
+    for obj_id, box in fixes:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            tracker.reinit(frame.image, obj_id, box)
+        for w in caught:
+            warn(f"keyframe at frame {frame.index}: {w.message}")
+        by_id[obj_id] = given_result(obj_id, clip_box(box, size)[0], frame.image.shape[:2], "keyframe")
+    return [by_id[k] for k in sorted(by_id)]
 
 
 def _init(tracker: Any, first: Frame, boxes: Sequence[Box], warn: Callable[[str], None]) -> Start:
@@ -143,7 +165,7 @@ def track_stream(tracker: Any, frames: Iterator[Frame], boxes: Sequence[Box], op
                  first: Frame | None = None, on_frame: Callable[[Frame, list[Any]], np.ndarray | None] | None = None,
                  progress: Progress | None = None,
                  warn: Callable[[str], None] = lambda message: warnings.warn(message, stacklevel=3),
-                 ) -> StreamSummary:
+                 keyframes: Mapping[int, Sequence[tuple[int, Box]]] | None = None) -> StreamSummary:
     """Initialise ``tracker`` on the first frame, track every later one, hand each to the sink.
 
     ``frames`` is closed however this ends. ``first``: the first frame when the caller has
@@ -151,14 +173,18 @@ def track_stream(tracker: Any, frames: Iterator[Frame], boxes: Sequence[Box], op
     tracker has accepted the boxes, so nothing is created for a run that fails before.
     ``on_frame`` sees each tracked frame and may return it drawn (then not drawn again);
     it stops the stream by raising KeyboardInterrupt. Warnings of the initialisation (a box
-    clipped to the frame) go to ``warn``. Errors of the source, tracker or sink propagate
-    after the sink has been closed on the frames done.
+    clipped to the frame) go to ``warn``. ``keyframes``: frame index -> (object, box) pairs to
+    re-initialise there (``siamtrack.keyframes``; the tracker needs ``reinit``). Errors of the
+    source, tracker or sink propagate after the sink has been closed on the frames done.
     """
     with contextlib.closing(frames), stop_on_signals() as got:  # type: ignore[type-var]
         if first is None:
             first = next(frames, None)
             if first is None:
                 raise SourceError("the source has no frames (at the requested start)")
+        if keyframes and not callable(getattr(tracker, "reinit", None)):
+            raise SiamtrackError(f"{getattr(tracker, 'model_name', type(tracker).__name__)} cannot take keyframes "
+                                 f"(it has no reinit)")
         start = _init(tracker, first, boxes, warn)
         sink = open_sink(start)
         done, interrupted, t0, t_last = 0, False, None, None
@@ -173,6 +199,9 @@ def track_stream(tracker: Any, frames: Iterator[Frame], boxes: Sequence[Box], op
                 t0 = time.perf_counter()
                 for frame in frames:
                     results = tracker.track(frame.image)
+                    fixes = keyframes.get(frame.index) if keyframes else None
+                    if fixes:
+                        results = _apply_keyframes(tracker, frame, results, fixes, warn)
                     annotated = on_frame(frame, results) if on_frame is not None else None
                     sink.write(frame.index, frame.timestamp, frame.image, results, annotated)
                     done += 1

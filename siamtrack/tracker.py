@@ -134,10 +134,28 @@ def checkpoint_preset(loaded: LoadedCheckpoint, model_name: str) -> Preset | Non
 
     The stored name is not kept: it may repeat a built-in name with other values.
     """
-    if loaded.preset is None:
+    return _stored_preset(loaded.meta, model_name)
+
+
+def _stored_preset(meta: dict[str, Any], model_name: str) -> Preset | None:
+    if not isinstance(meta.get("preset"), dict):
         return None
-    origin = "tuned" if "preset_tuning" in loaded.meta else "checkpoint"
-    return Preset.from_dict({**loaded.preset, "name": f"{model_name}-{origin}"})
+    origin = "tuned" if "preset_tuning" in meta else "checkpoint"
+    return Preset.from_dict({**meta["preset"], "name": f"{model_name}-{origin}"})
+
+
+def registry_preset(name: str, path: Path | None) -> str:
+    """The preset a run of registry model ``name`` tracks with when no ``--preset`` is given: the
+    checkpoint's own (``path``, when the file is present), else the registry entry's."""
+    from siamtrack import weights
+    from siamtrack.weights.loading import extract_state_dict, read_checkpoint
+
+    if path is not None:
+        _, meta = extract_state_dict(read_checkpoint(path), str(path))
+        stored = _stored_preset(meta, name)
+        if stored is not None:
+            return stored.name
+    return weights.get_entry(name).preset
 
 
 def load_network(name: str | None = None, *, checkpoint: str | Path | None = None,
@@ -155,7 +173,11 @@ def load_network(name: str | None = None, *, checkpoint: str | Path | None = Non
         return loaded.model, model_name or Path(checkpoint).name, chosen
     from siamtrack import weights
 
-    entry, path = weights.resolve(name)
+    entry = weights.get_entry(name or weights.default_name())
+    if entry.format != weights.CHECKPOINT:
+        raise SiamtrackError(f"{entry.name} is not a SiamMask checkpoint but {entry.format} files for another "
+                             f"tracker ({entry.description}); use --tracker {entry.name} where a command offers it")
+    entry, path = weights.resolve(entry.name)
     loaded = load_checkpoint(path)
     return loaded.model, entry.name, preset or checkpoint_preset(loaded, entry.name) or entry.preset
 
@@ -194,6 +216,14 @@ class TrackResult:
             "mask_area": self.mask_area,
             "polygon_source": self.polygon_source,
         }
+
+
+def _replace_row(kernels: Any, obj_id: int, new: Any) -> Any:
+    """``kernels`` (a tensor, or a tuple of them: what ``net.template`` gives) with object
+    ``obj_id``'s row replaced by ``new``'s only row, or appended when ``obj_id`` is one past the end."""
+    if isinstance(kernels, torch.Tensor):
+        return torch.cat([kernels[:obj_id], new, kernels[obj_id + 1:]])
+    return type(kernels)(*(_replace_row(k, obj_id, n) for k, n in zip(kernels, new, strict=True)))
 
 
 @dataclass
@@ -360,6 +390,8 @@ class Tracker:
         self._kernels = None
         self._avg_chans: np.ndarray | None = None
         self._timer = _Timer(sync=self.device.type == "cuda")
+        # Objects x frames whose half-precision decision was a near-tie, re-made in fp32.
+        self.exact_decisions = 0
 
     @staticmethod
     def _make_preset(preset: str | Preset | dict) -> Preset:
@@ -459,19 +491,9 @@ class Tracker:
         timer.start()
         self._avg_chans = frame.mean(axis=(0, 1))
         self.states = []
-        sides = []
-        for box in boxes:
-            box, clipped = clip_box(box, (w, h))
-            if clipped:
-                warnings.warn(f"box clipped to the frame: {','.join(f'{v:g}' for v in box)}",
-                              BoxClippedWarning, stacklevel=2)
-            center, size = geo.xywh_to_center(box)
-            if self._pysot:
-                center -= 0.5
-            self.states.append(ObjectState(center, size, machine=self._machine(), good_center=center.copy(),
-                                           good_size=size.copy()))
-            sides.append(int(geo.context_size(size, self.preset.context_amount)) if self._opencv
-                         else geo.exemplar_side(size, self.preset.context_amount))
+        for box in boxes:  # a loop, not a comprehension: the clipping warning names init's caller
+            self.states.append(self._new_state(box, (w, h)))
+        sides = [self._exemplar_side(st.size) for st in self.states]
         z = self._crops(frame, [st.center for st in self.states], sides, geo.EXEMPLAR_SIZE)
         timer.mark("crop")
         with self._grad_context():
@@ -480,12 +502,51 @@ class Tracker:
         self.last_steps = []
         return list(range(len(self.states)))
 
+    def _new_state(self, box: Sequence[float], frame_wh: tuple[int, int]) -> ObjectState:
+        """A fresh object at ``box`` (clipped to the frame, with a warning when it had to be)."""
+        box, clipped = clip_box(box, frame_wh)
+        if clipped:
+            warnings.warn(f"box clipped to the frame: {','.join(f'{v:g}' for v in box)}", BoxClippedWarning,
+                          stacklevel=3)
+        center, size = geo.xywh_to_center(box)
+        if self._pysot:
+            center -= 0.5
+        return ObjectState(center, size, machine=self._machine(), good_center=center.copy(), good_size=size.copy())
+
+    def reinit(self, frame: np.ndarray, obj_id: int, box: Sequence[float], *, color: str = "bgr") -> int:
+        """Start object ``obj_id`` afresh at ``box`` on ``frame`` (a reviewer's correction: a new
+        template, no memory of the old track), or add it when ``obj_id`` is the next free id (an
+        object that enters later). Other objects are untouched; ids stay. Returns ``obj_id``."""
+        if self._kernels is None:
+            raise SiamtrackError("call init(frame, boxes) before reinit")
+        if not 0 <= obj_id <= len(self.states):
+            raise SiamtrackError(f"object {obj_id}: the tracker has objects 0..{len(self.states) - 1}; "
+                                 f"a new one takes id {len(self.states)}")
+        frame = _check_frame(frame, color)
+        state = self._new_state(box, (frame.shape[1], frame.shape[0]))
+        side = self._exemplar_side(state.size)
+        z = self._crops(frame, [state.center], [side], geo.EXEMPLAR_SIZE)
+        with self._grad_context():
+            new = self.net.template(z)
+        self._kernels = _replace_row(self._kernels, obj_id, new)
+        if obj_id == len(self.states):
+            self.states.append(state)
+        else:
+            self.states[obj_id] = state
+        return obj_id
+
     def _machine(self) -> StateMachine | None:
         p = self.preset
         if not p.lost_state:
             return None
         return StateMachine(p.lost_score, p.uncertain_score, p.lost_after, p.found_score, p.found_after,
                             p.lost_look, p.found_look)
+
+    def _exemplar_side(self, size: np.ndarray) -> int:
+        """The template crop's side in frame pixels for a target of ``size`` (OpenCV truncates it)."""
+        if self._opencv:
+            return int(geo.context_size(size, self.preset.context_amount))
+        return geo.exemplar_side(size, self.preset.context_amount)
 
     def _side(self, size: np.ndarray) -> float:
         """The search crop's side in frame pixels for a target of ``size``."""
@@ -536,14 +597,18 @@ class Tracker:
         x = self._crops(frame, [st.center for st in states], sides, geo.INSTANCE_SIZE)
         timer.mark("crop")
         with self._grad_context():
-            feats = self.net.backbone(x)
-            timer.mark("backbone")
-            cls, loc, search = self.net.heads(feats, self._kernels_for(idx))
+            score, delta, search, picks = self._decide(x, idx, sides, self.net.backbone)
+            margin = getattr(self.net, "decision_margin", None)
+            redo = [j for j, pk in enumerate(picks) if margin and geo.decision_margin(pk[6][0]) < margin]
+            if redo:  # a near-tie in half precision: decide it as fp32 would
+                exact = self._decide(x[redo], [idx[j] for j in redo], [sides[j] for j in redo],
+                                     self.net.exact_backbone, ("exact", "exact"))
+                for n, j in enumerate(redo):
+                    score[j], delta[j], picks[j] = exact[0][n], exact[1][n], exact[3][n]
+                for mine, theirs in zip(search, exact[2], strict=True):
+                    mine[redo] = theirs
+                self.exact_decisions += len(redo)
             k = len(states)
-            score = torch.softmax(cls.detach().float().reshape(k, 2, -1), dim=1)[:, 1].cpu().numpy()
-            delta = loc.detach().float().reshape(k, 4, -1).cpu().numpy()
-            timer.mark("heads")
-            picks = [self._select(st, score[j], delta[j]) for j, st in enumerate(states)]
             rows = torch.tensor([pk[1] for pk in picks], device=self.device)
             cols = torch.tensor([pk[2] for pk in picks], device=self.device)
             masks = self._masks(search, rows, cols, None, k)
@@ -555,6 +620,19 @@ class Tracker:
             out[i] = self._finish(i, states[j], picks[j], masks[j], sides[j], (w, h), ok, looks[j])
         timer.mark("post")
         return out
+
+    def _decide(self, x: torch.Tensor, idx: list[int], sides: list[float], backbone,
+                stages: tuple[str, str] = ("backbone", "heads")):
+        """Trunk, heads and candidate choice for crops ``x`` of objects ``idx``: (score, delta, search, picks)."""
+        feats = backbone(x)
+        self._timer.mark(stages[0])
+        cls, loc, search = self.net.heads(feats, self._kernels_for(idx))
+        k = len(idx)
+        score = torch.softmax(cls.detach().float().reshape(k, 2, -1), dim=1)[:, 1].cpu().numpy()
+        delta = loc.detach().float().reshape(k, 4, -1).cpu().numpy()
+        self._timer.mark(stages[1])
+        picks = [self._select(self.states[i], score[j], delta[j]) for j, i in enumerate(idx)]
+        return score, delta, search, picks
 
     def _masks(self, search, rows: torch.Tensor, cols: torch.Tensor, batch: torch.Tensor | None,
                k: int) -> list[np.ndarray | None]:

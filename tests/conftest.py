@@ -1,10 +1,12 @@
 """Shared fixtures. ``../shared`` (golden data, dev sequences, training data) is optional:
 tests that need it skip with a reason when it is absent (a user's fresh clone). Everything
 that only needs "a network with official-layout weights" uses ``synthetic_checkpoint``,
-made inside the suite."""
+made inside the suite. ``SIAMTRACK_SHARED`` names another place for it (a GPU machine that gets
+a copy of the working tree only: ``scripts/gpu_check.py`` points it at the tree's ``shared/``)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,7 +18,7 @@ import torch
 from tests.official_weights import seeded_state_dict, write_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED = Path(os.environ.get("SIAMTRACK_SHARED") or Path(__file__).resolve().parents[2] / "shared").resolve()
 GOLDEN = SHARED / "golden"
 GOLDEN_SHA256 = "cdec1b7dfea6aacd398b60cb705d8711d68f87eba644c164bf822209674ef1fd"
 

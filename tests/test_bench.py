@@ -151,6 +151,39 @@ def test_bench_command_on_the_generated_clip(tmp_path):
     assert report["peak_rss_mb"] > 50 and report["objects"] == 1
     assert report["cpu"]["model"] and "avx512_bf16" in report["cpu"] and "amx_bf16" in report["cpu"]
     assert "GFLOP/frame" in result.output and "bf16" in result.output
+    # fp32-reference was listed: it is the reference, not timed twice; every figure carries its ratio.
+    assert report["reference"]["case"] == "fp32-reference" and not report["reference"]["added"]
+    ref, fast = report["results"]
+    assert ref["vs_reference"] == 1.0 and fast["vs_reference"] == pytest.approx(fast["fps"] / ref["fps"])
+    assert "vs fp32-reference" in result.output
+
+
+@pytest.mark.slow
+def test_bench_adds_the_reference_case_when_not_listed(tmp_path):
+    out = tmp_path / "bench.json"
+    args = ["bench", "--arch", "siammask_lite", "--frames", "2", "--warmup", "1", "--size", "320x240", "--threads",
+            "1", "--precision", "fp32", "--device", "cpu", "--json", str(out)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert [r["precision"] for r in report["results"]] == ["fp32", "fp32-reference"]
+    assert report["reference"]["added"] and "added by --vs" in result.output
+    assert set(report["reference"]["fps"]) == {"1"}
+    result = CliRunner().invoke(cli, [*args, "--vs", "none"])
+    report = json.loads(out.read_text())
+    assert [r["precision"] for r in report["results"]] == ["fp32"] and "reference" not in report
+
+
+def test_reference_ratios_pair_each_case_with_the_reference_at_its_thread_count():
+    def row(precision, threads, fps, lost=False, backend="torch"):
+        return {"backend": backend, "precision": precision, "threads": threads, "fps": fps, "lost": lost}
+
+    results = [row("fp32", 1, 30.0), row("fp32", 2, 45.0), row("fp32-reference", 1, 20.0),
+               row("fp32-reference", 2, 30.0), row("fp32-reference", 1, 5.0, lost=True), row("int8", 4, 50.0, False,
+                                                                                            "onnxruntime")]
+    fps = bench.reference_ratios(results, {"backend": "torch", "precision": "fp32-reference"})
+    assert fps == {"1": 20.0, "2": 30.0}
+    assert [r["vs_reference"] for r in results] == [1.5, 1.5, 1.0, 1.0, 0.25, None]
 
 
 def test_bench_option_errors_are_one_line():

@@ -284,9 +284,12 @@ def test_eval_davis_scores_the_scripted_masks(tmp_path, monkeypatch):
     # decay: mean of the first quarter bin (frames 1, 2) minus the last (frames 3, 4), as the official code
     summary = results["summary"]
     assert summary.pop("success_curve") == [1.0] * 5 + [0.5] * 15 + [0.0]  # J > 0, 0.05, ..., 1
+    # the boxes against the mask's bounding box (20, 10, 20, 20): the same overlaps as J here
+    assert summary.pop("box_success_curve") == [1.0] * 5 + [0.5] * 15 + [0.0]
     assert summary == pytest.approx({"J_mean": 0.625, "J_recall": 0.5, "J_decay": 0.75, "F_mean": 0.5,
-                                     "F_recall": 0.5, "F_decay": 1.0, "JF_mean": 0.5625, "sequences": 1,
-                                     "objects": 1, "scored_frames": 4})
+                                     "F_recall": 0.5, "F_decay": 1.0, "JF_mean": 0.5625, "box_auc": 12.5 / 21,
+                                     "sequences": 1, "objects": 1, "scored_frames": 4})
+    assert obj["box_overlaps"] == [1.0, 1.0, 0.25, 0.25]
     assert results["meta"]["tracked_frames"] == 5
 
 

@@ -540,3 +540,26 @@ def test_webcam_window_rejects_headless_options(capsys, monkeypatch):
     monkeypatch.setenv("DISPLAY", ":97")
     code, _, err = invoke(capsys, "webcam", "--camera", 97, "--masks", "--out", "o")
     assert code == 2 and "--out, --masks apply without a window" in err and err.count("\n") == 1
+
+
+def test_a_rotated_phone_video_is_tracked_upright_and_says_so_once(clip, capsys, tmp_path):
+    """A display-rotation tag (as phones write): FFmpeg decodes upright frames; siamtrack says so in
+    one line of its own (not imageio-ffmpeg's size note) and records the rotation in tracks.json."""
+    import imageio_ffmpeg
+
+    rotated = tmp_path / "phone.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-display_rotation", "90",
+                    "-i", clip["video"], "-c", "copy", str(rotated)], check=True)
+    src = open_source(rotated)
+    assert (src.rotation, src.size) == (90, (SIZE[1], SIZE[0]))
+    assert open_source(clip["video"]).rotation == 0 and open_source(clip["video"]).notice() is None
+    code, out, err = invoke(capsys, "run", rotated, "--bbox", "30,40,40,30", "--out", tmp_path / "out",
+                            "--max-frames", "3", "--no-video", "--quiet", "--device", "cpu")
+    assert code == 0, err
+    notes = [line for line in err.splitlines() if "rotat" in line]
+    assert len(notes) == 1 and "90 degrees" in notes[0] and f"({SIZE[1]}x{SIZE[0]})" in notes[0], err
+    assert "different from the source frame size" not in err
+    meta = json.loads((Path(out.strip()) / "tracks.json").read_text())["meta"]
+    assert meta["rotation"] == 90 and meta["size"] == [SIZE[1], SIZE[0]]
+    mask = np.array(Image.open(next((Path(out.strip()) / "masks").rglob("*.png"))))
+    assert mask.shape == (SIZE[0], SIZE[1])

@@ -468,3 +468,67 @@ def test_failed_evaluation_leaves_no_empty_results_folder(tmp_path, monkeypatch)
                                    "nope", "--quiet"])
     assert res.exit_code == 1 and "nope" in res.output
     assert not (tmp_path / "runs" / "eval-davis").exists()
+
+
+# Box success AUC on DAVIS ---------------------------------------------------------------------
+
+
+class BoxTracker:
+    """Answers with each object's ground-truth bounding box moved right by ``shift`` of its width (None,
+    lost, where the object is absent) and an empty mask: box AUC must come from the boxes alone."""
+
+    model_name = arch = "boxes"
+    precision = "n/a"
+    device = "cpu"
+    preset = None
+
+    def __init__(self, labels, ids, shift=0.0):
+        self.labels, self.ids, self.shift = labels, ids, shift
+        self.t = 0
+
+    def init(self, frame, boxes):
+        self.t = 0
+        return list(range(len(boxes)))
+
+    def track(self, frame):
+        from siamtrack.io.annotations import mask_box
+
+        self.t += 1
+        out = []
+        for k, i in enumerate(self.ids):
+            box = mask_box(self.labels[self.t] == i)
+            if box is not None:
+                box = (box[0] + self.shift * box[2], *box[1:])
+            empty = np.zeros(self.labels[self.t].shape, bool)
+            out.append(TrackResult(k, box, None, empty, empty.astype(np.float32), 1.0, "box"))
+        return out
+
+
+@pytest.mark.parametrize("shift,auc", [(0.0, 20 / 21), (0.5, 7 / 21)])  # IoU 1 (above all but 1.0), 1/3
+def test_davis_box_auc_scores_the_trackers_boxes_against_the_mask_boxes(tmp_path, shift, auc):
+    seqs = {"seqa": palette_sequences()["seqa"]}
+    root = write_davis(tmp_path / "davis", seqs)
+    labels = [np.where(g == 255, 0, g) for g in seqs["seqa"][0]]
+    results = evaluate_davis(root, BoxTracker(labels, [1, 2], shift))
+    objects = results["sequences"]["seqa"]["objects"]
+    assert objects["1"]["box_auc"] == pytest.approx(auc)
+    # object 2 is absent in frames 4 and 5: no ground-truth box there, so those frames count as misses
+    assert objects["2"]["box_overlaps"][3:5] == [None, None]
+    assert objects["2"]["box_auc"] == pytest.approx(auc * 4 / 6)
+    assert results["summary"]["box_auc"] == pytest.approx((auc + auc * 4 / 6) / 2)
+    assert results["sequences"]["seqa"]["box_auc"] == pytest.approx(results["summary"]["box_auc"])
+    assert results["summary"]["J_mean"] < 0.5  # the masks are empty: J and F do not see the boxes
+
+
+def test_davis_box_auc_of_existing_masks_uses_their_bounding_boxes(tmp_path):
+    from siamtrack.eval.boxes import box_polygon, polygon_iou
+    from siamtrack.io.annotations import mask_box
+
+    seqs = {"seqb": palette_sequences()["seqb"]}
+    root = write_davis(tmp_path / "davis", seqs, pred_root=tmp_path / "pred")
+    results = evaluate_davis(root, pred_dir=tmp_path / "pred")
+    gts, preds = seqs["seqb"]
+    expected = [polygon_iou(box_polygon(mask_box(preds[t] == 1)), box_polygon(mask_box(gts[t] == 1)))
+                for t in range(1, 5)]
+    assert results["sequences"]["seqb"]["objects"]["1"]["box_overlaps"] == pytest.approx(expected)
+    assert 0.3 < min(expected) < max(expected) < 0.9  # the case is not trivial

@@ -177,9 +177,13 @@ def test_teacher_forced_steps(golden_dir, make_tracker, config, seq, precision):
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])  # onnxruntime: the ONNX export, fp32
 @pytest.mark.parametrize("config,seq", CASES)
 def test_free_run_trajectory(golden_dir, make_tracker, config, seq, backend):
+    check_free_run(make_tracker(config, backend=backend), config, seq)
+
+
+def check_free_run(tracker: Tracker, config: str, seq: str) -> None:
+    """Every step of the recorded sequence, from its first box, within the tolerances."""
     traj = trajectory(config, seq)
     fr = frames(seq)
-    tracker = make_tracker(config, backend=backend)
     tracker.init(fr[0], traj["init_box_xywh"])
     for step in traj["steps"]:
         (result,) = tracker.track(fr[step["frame"]])

@@ -241,3 +241,23 @@ def test_weights_list_shows_where_and_the_lookup_order(home, tmp_path, monkeypat
     assert "yes (shipped with siamtrack)" in result.output
     assert f"1. {tmp_path / 'mine'} ($SIAMTRACK_WEIGHTS, downloads go here)" in result.output
     assert f"{weights.PACKAGE_DIR} (shipped with siamtrack)" in result.output
+
+
+def test_weights_list_shows_the_preset_a_run_uses(home, tmp_path, monkeypatch):
+    """The shipped model stores its tuned preset: that is what `run` tracks with, not the registry's
+    fallback; a file that cannot be read says so instead of failing the listing."""
+    from siamtrack.tracker import Tracker
+
+    monkeypatch.setenv(weights.ENV_DIR, str(tmp_path / "mine"))
+    monkeypatch.setenv("COLUMNS", "250")
+    entry = weights.get_entry("siammask-lite")
+    result = invoke("weights", "list")
+    row = next(line for line in result.output.splitlines() if "siammask-lite (default)" in line)
+    used = Tracker.from_pretrained("siammask-lite", device="cpu").preset.name
+    assert used == "siammask-lite-tuned" and used in row and entry.preset not in row
+
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / entry.file).write_bytes(b"not a checkpoint")
+    result = invoke("weights", "list")
+    assert result.exit_code == 0, result.output
+    assert f"{entry.preset} (file unreadable)" in result.output

@@ -112,14 +112,76 @@ def lost_options(func: Callable) -> Callable:
     return wrapper
 
 
+def dataset_options(func: Callable) -> Callable:
+    """--label / --frames / --polygons / --boxes / --polygon-tolerance of the training-set exports,
+    received as one ``dataset`` (a ``siamtrack.io.labels.DatasetOptions``)."""
+    options = [
+        click.option("--label", "labels", multiple=True, metavar="NAME",
+                     help="Class name of the objects (once for all, or once per --bbox, in order); default: object."),
+        click.option("--frames", "frame_type", type=click.Choice(["jpg", "png", "none"]), default=None,
+                     help="Frame images written beside the labels (default: jpg; none: labels only)."),
+        click.option("--polygons", is_flag=True, help="COCO: polygons instead of compressed RLE."),
+        click.option("--boxes", is_flag=True, help="CVAT: boxes instead of polygons."),
+        click.option("--polygon-tolerance", type=click.FloatRange(min=0), default=None,
+                     help="Pixels a polygon may deviate from the mask outline (Douglas-Peucker; default 1; 0: "
+                          "exact); an outline that would fall under mask IoU 0.98 is written exact."),
+    ]
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from siamtrack.io.labels import DEFAULT_TOLERANCE, DatasetOptions
+
+        tolerance = kwargs.pop("polygon_tolerance")
+        dataset = DatasetOptions(tuple(kwargs.pop("labels")), kwargs.pop("frame_type"), kwargs.pop("polygons"),
+                                 kwargs.pop("boxes"), DEFAULT_TOLERANCE if tolerance is None else tolerance)
+        return func(*args, dataset=dataset, **kwargs)
+
+    for opt in reversed(options):
+        wrapper = opt(wrapper)
+    return wrapper
+
+
+def keyframes_option(func: Callable) -> Callable:
+    return click.option("--keyframes", "keyframes_file", type=click.Path(exists=True, dir_okay=False), default=None,
+                        help="JSON or CSV of corrections (frame, object, x, y, w, h): re-initialise the object "
+                             "there, keeping its id; a new id adds an object that enters later.")(func)
+
+
+def load_keyframes(path: str | None, n_objects: int, start: int, frames: int | None) -> dict | None:
+    """The keyframe schedule of ``--keyframes`` for ``track_stream``, checked against the video
+    (one-line errors before any work); None without the option."""
+    if path is None:
+        return None
+    from siamtrack.keyframes import check_keyframes, keyframe_schedule, read_keyframes
+
+    keyframes = read_keyframes(path)
+    check_keyframes(keyframes, n_objects, start, frames)
+    return keyframe_schedule(keyframes)
+
+
 def check_backend(backend: str, precision: str, device: str = "auto") -> None:
-    """A usage error for a precision or device the backend does not run (before anything is loaded)."""
+    """A usage error for a precision or device the backend does not run, or a device this machine
+    lacks (before anything is loaded)."""
     if precision not in BACKEND_PRECISIONS[backend]:
         hint = "int8 needs --backend onnxruntime" if precision == "int8" else (
             f"the {backend} backend runs {', '.join(BACKEND_PRECISIONS[backend])}")
         raise click.BadParameter(f"{precision}: {hint}", param_hint="--precision")
     if backend == "onnxruntime" and device not in ("auto", "cpu"):
         raise click.BadParameter("the onnxruntime backend runs on the CPU", param_hint="--device")
+    check_device(device)
+
+
+def check_device(device: str) -> None:
+    """A one-line error for ``--device cuda`` without a CUDA device, before any file or camera is
+    opened; torch is imported only for an explicit device, so the other commands start as fast."""
+    if device in ("auto", "cpu"):
+        return
+    from siamtrack.tracker import resolve_device
+
+    try:
+        resolve_device(device)
+    except SiamtrackError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def threads_option(help_text: str = "Torch and OpenCV threads (default: one per core).") -> Callable:
@@ -233,6 +295,25 @@ def init_tracker(tracker: ObjectTracker, frame: Any, boxes: Sequence[Box]) -> li
 def echo_warning(message: str) -> None:
     """A warning as one line on stderr."""
     click.echo(f"Warning: {message}", err=True)
+
+
+def open_input(spec: str) -> Any:
+    """``open_source`` for a command: what the user should know about the source (a rotated
+    video) is printed once, as a warning line."""
+    from siamtrack.io.sources import open_source
+
+    src = open_source(spec)
+    note = src.notice()
+    if note:
+        echo_warning(note)
+    return src
+
+
+def echo_fit(fit: dict[str, Any], tolerance: float) -> None:
+    """How closely the exported polygons follow the masks, as one line on stderr."""
+    click.echo(f"Polygons (tolerance {tolerance:g} px) vs masks: mean IoU {fit['mean_iou']:.4f}, min "
+               f"{fit['min_iou']:.4f} over {fit['masks']} masks ({fit['unsimplified']} kept unsimplified, "
+               f"{fit['below_0.98']} below 0.98)", err=True)
 
 
 def first_frame(frames: Iterator) -> Any:

@@ -28,8 +28,8 @@ def batch(manifest: str, out: str, parallel: dict, model: str | None, checkpoint
 
     \b
     Each line: {"source": "clip.mp4", "bbox": [[x, y, w, h], ...]}, optionally with
-    "name" (the output folder), "start" and "max_frames". Sources are relative to the
-    manifest's folder.
+    "name" (the output folder), "start", "max_frames" and "keyframes" (a corrections file,
+    see run --keyframes). Paths are relative to the manifest's folder.
 
     \b
     Examples:

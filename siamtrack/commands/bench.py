@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from siamtrack.choices import BACKEND_PRECISIONS, BACKENDS, DEVICES, PRECISIONS, PRESET_VALUES
+from siamtrack.choices import BACKEND_PRECISIONS, BACKENDS, DEVICES, PRECISIONS, PRESET_VALUES, TRACKERS
 from siamtrack.commands._common import bbox_option, user_errors
 
 ARCHS = ("siammask_sharp", "siammask_lite")
@@ -129,7 +129,10 @@ def bench_combinations(backends: list[str], precisions: list[str], device: str) 
 
 
 def _label(r: dict[str, Any]) -> str:
-    """A result's case: backend (when not torch), precision, and whether it times the lost search."""
+    """A result's case: an OpenCV tracker's name, or backend (when not torch), precision, and whether
+    it times the lost search."""
+    if r["tracker"] != "siammask":
+        return r["tracker"]
     backend = "" if r["backend"] == "torch" else "ort "
     return backend + r["precision"] + (" lost" if r["lost"] else "")
 
@@ -141,7 +144,8 @@ def _print(report: dict[str, Any]) -> None:
 
     out = console()
     results = report["results"]
-    table = Table(title=f"siamtrack bench: {report['model']}, {report['objects']} object(s), {report['device']}")
+    what = report["model"] or ", ".join(report["trackers"])
+    table = Table(title=f"siamtrack bench: {what}, {report['objects']} object(s), {report['device']}")
     for col in ("case", "threads", "step", "stage", "median ms", "p10 ms", "p90 ms"):
         table.add_column(col, justify="right" if col.endswith("ms") or col == "threads" else "left")
     for r in results:
@@ -154,19 +158,24 @@ def _print(report: dict[str, Any]) -> None:
                           f"{v['p10_ms']:.1f}", f"{v['p90_ms']:.1f}", end_section=i == len(rows) - 1)
     out.print(table)
     summary = Table(title="throughput and compute (medians)")
+    ref = report.get("reference")
     for col in ("case", "threads", "fps", "object fps", "GFLOP/frame", "GFLOP/s", "of peak", "of matmul",
-                "vs first"):
+                f"vs {ref['case']}" if ref else "vs first"):
         summary.add_column(col, justify="left" if col == "case" else "right")
     for r in results:
         peak = f"{100 * r['fraction_of_peak']:.0f} %" if r["fraction_of_peak"] is not None else "-"
         gemm = f"{100 * r['fraction_of_gemm']:.0f} %" if "fraction_of_gemm" in r else "-"
+        counted = r["gflops_per_frame"] is not None
+        ratio = r.get("vs_reference") if ref else r["speedup_vs_first"]
         summary.add_row(_label(r), str(r["threads"]), f"{r['fps']:.2f}", f"{r['object_fps']:.2f}",
-                        f"{r['gflops_per_frame']:.2f}", f"{r['achieved_gflops']:.1f}", peak, gemm,
-                        f"{r['speedup_vs_first']:.2f}x")
+                        f"{r['gflops_per_frame']:.2f}" if counted else "-",
+                        f"{r['achieved_gflops']:.1f}" if counted else "-", peak, gemm,
+                        "-" if ratio is None else f"{ratio:.2f}x")
     out.print(summary)
     cpu = report["cpu"]
     lines = [
-        f"model: {report['model']} ({report['arch']}, preset {report['preset']}); {report['note']}",
+        f"model: {report['model']} ({report['arch']}, preset {report['preset']}); {report['note']}"
+        if report["model"] else f"trackers: {', '.join(report['trackers'])}",
         f"input: {report['source']}; {results[0]['timed_frames']} timed steps after {report['warmup']} warm-up, "
         "cases interleaved frame by frame",
         f"memory: peak RSS {report['peak_rss_mb']:.0f} MiB (whole process)"
@@ -175,7 +184,13 @@ def _print(report: dict[str, Any]) -> None:
         f"cpu: {cpu['model']}; bf16: avx512_bf16 {'yes' if cpu['avx512_bf16'] else 'no'}, "
         f"amx_bf16 {'yes' if cpu['amx_bf16'] else 'no'}",
     ]
+    if ref:
+        lines.append(f"reference: {ref['case']} of the same network on the same frames, interleaved"
+                     f"{' (added by --vs)' if ref['added'] else ''}; read figures across machines as these ratios")
     lines += [f"peak: {a}" for a in dict.fromkeys(r["peak_assumption"] for r in results)]
+    if any(r["tracker"] != "siammask" for r in results):
+        lines.append(f"OpenCV {report['opencv']} trackers: one stage (total), FLOPs not counted; "
+                     "their threads are OpenCV's (cv2.setNumThreads)")
     if any(r["backend"] == "onnxruntime" for r in results):
         lines.append(f"onnxruntime {report['onnxruntime']}: trunk and heads run as one graph (search.onnx), timed "
                      "under heads; its backbone row is the hand-over of the crops")
@@ -186,6 +201,9 @@ def _print(report: dict[str, Any]) -> None:
 @click.command("bench")
 @click.argument("source", required=False)
 @bbox_option()
+@click.option("--tracker", "trackers", default="siammask", show_default=True,
+              help=f"One or several (comma-separated) of {', '.join(TRACKERS)}; timed interleaved "
+                   "(siammask: every --backend/--precision case; an OpenCV tracker: one case per thread count).")
 @click.option("--model", default=None, metavar="NAME", help="Registry model (default: the default model if present).")
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), default=None, help="A checkpoint file.")
 @click.option("--arch", type=click.Choice(ARCHS), default=None,
@@ -207,11 +225,16 @@ def _print(report: dict[str, Any]) -> None:
 @click.option("--size", default=None, metavar="WxH", help="Frame size (generated clip: default 854x480).")
 @click.option("--lost", is_flag=True,
               help="Also time each case with every object lost (its re-detection search), interleaved.")
+@click.option("--vs", "vs", type=click.Choice(["fp32-reference", "none"]), default="fp32-reference",
+              show_default=True,
+              help="Reference case every figure is also given as a ratio to (timed in the same run, added "
+                   "if not listed): the official eager fp32 step of the same network.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Also write the report here.")
 @user_errors
-def bench(source: str | None, bboxes: tuple[str, ...], model: str | None, checkpoint: str | None, arch: str | None,
+def bench(source: str | None, bboxes: tuple[str, ...], trackers: str, model: str | None, checkpoint: str | None,
+          arch: str | None,
           preset: str | None, device: str, backends: str, precisions: str, threads: str | None, objects: int | None,
-          frames: int, warmup: int, size: str | None, lost: bool, json_path: str | None) -> None:
+          frames: int, warmup: int, size: str | None, lost: bool, vs: str, json_path: str | None) -> None:
     """Time init and track per stage (crop, backbone, heads, refine, post, total): median and p10/p90,
     fps, peak memory, network FLOPs and the fraction of the machine's peak FLOP/s.
 
@@ -225,38 +248,60 @@ def bench(source: str | None, bboxes: tuple[str, ...], model: str | None, checkp
       siamtrack bench --checkpoint SiamMask_DAVIS.pth --objects 4
       siamtrack bench video.mp4 --bbox 305,112,165,250
       siamtrack bench --lost --threads 1
+      siamtrack bench --tracker siammask,opencv-nano,opencv-vit --threads 2
     """
     import json
     from pathlib import Path
 
+    import cv2
     import torch
 
     from siamtrack import __version__
-    from siamtrack.bench import Case, cpu_info, run_benchmark
+    from siamtrack.bench import Case, cpu_info, reference_ratios, run_benchmark
     from siamtrack.tracker import Tracker
 
+    names = parse_list(trackers, TRACKERS, "--tracker") or ["siammask"]
+    siammask = "siammask" in names
+    if lost and names != ["siammask"]:
+        raise click.BadParameter("--lost times SiamMask's re-detection search: use it with --tracker siammask only",
+                                 param_hint="--lost")
     combos = bench_combinations(parse_list(backends, BACKENDS, "--backend") or ["torch"],
-                                parse_list(precisions, PRECISIONS, "--precision") or ["auto"], device)
+                                parse_list(precisions, PRECISIONS, "--precision") or ["auto"], device) \
+        if siammask else []
     thread_list = parse_threads(threads)
     images, boxes, described = _frames(source, 1 + warmup + frames, parse_size(size), bboxes)
     count = objects or len(boxes)
     boxes = [boxes[i % len(boxes)] for i in range(count)]
-    net, name, chosen_preset, note = _network(model, checkpoint, arch, preset)
+    net, name, chosen_preset, note = _network(model, checkpoint, arch, preset) if siammask else (None,) * 4
+    vs = vs if siammask else "none"
+    added = vs != "none" and ("torch", vs) not in combos
+    if added:
+        combos.append(("torch", vs))
     cases = []
-    for backend, p in combos:
-        for searching in (False, True) if lost else (False,):
-            if backend == "torch":  # torch threads are process-wide: one tracker, set per case
-                tracker = Tracker(net, chosen_preset, device=device, precision=p, model_name=name)
-                cases += [Case(tracker, t, lost=searching) for t in thread_list]
-            else:  # ONNX Runtime fixes its threads per session: one tracker per count
-                cases += [Case(Tracker(net, chosen_preset, device=device, precision=p, model_name=name,
-                                       backend=backend, threads=t), t, lost=searching) for t in thread_list]
+    for tracker_name in names:  # in the order given: the first is what "vs first" compares with
+        if tracker_name != "siammask":
+            from siamtrack.eval.baselines import OpenCVTracker
+
+            cases += [Case(OpenCVTracker(tracker_name), t) for t in thread_list]
+            continue
+        for backend, p in combos:
+            for searching in (False, True) if lost else (False,):
+                if backend == "torch":  # torch threads are process-wide: one tracker, set per case
+                    tracker = Tracker(net, chosen_preset, device=device, precision=p, model_name=name)
+                    cases += [Case(tracker, t, lost=searching) for t in thread_list]
+                else:  # ONNX Runtime fixes its threads per session: one tracker per count
+                    cases += [Case(Tracker(net, chosen_preset, device=device, precision=p, model_name=name,
+                                           backend=backend, threads=t), t, lost=searching) for t in thread_list]
     result = run_benchmark(cases, images, boxes, warmup=warmup)
-    first = cases[0].tracker
-    report = {"siamtrack": __version__, "torch": torch.__version__, "model": name, "arch": first.arch,
-              "preset": first.preset.name, "device": str(first.device), "source": described, "objects": count,
+    first = next((c.tracker for c in cases if c.tracker.arch != "opencv"), cases[0].tracker)
+    report = {"siamtrack": __version__, "torch": torch.__version__, "opencv": cv2.__version__, "trackers": names,
+              "model": name, "arch": first.arch, "preset": first.preset.name if first.preset else None,
+              "device": str(first.device), "source": described, "objects": count,
               "warmup": warmup, "frames": frames, "note": note, "cpu": cpu_info(), **result}
-    if first.device.type == "cuda":
+    if vs != "none":
+        fps = reference_ratios(report["results"], {"backend": "torch", "precision": vs})
+        report["reference"] = {"case": vs, "added": added, "fps": fps}
+    if torch.device(str(first.device)).type == "cuda":
         report["gpu"] = torch.cuda.get_device_name(first.device)
     if any(backend == "onnxruntime" for backend, _ in combos):
         import onnxruntime

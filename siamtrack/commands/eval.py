@@ -1,4 +1,4 @@
-"""``siamtrack eval``: DAVIS J/F and box benchmarks for siamtrack models and OpenCV baselines."""
+"""``siamtrack eval``: DAVIS J/F and box benchmarks for siamtrack models, OpenCV baselines and peers."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ from typing import Any
 
 import click
 
+from siamtrack.choices import TRACKERS
 from siamtrack.commands._common import executor_options, model_options, user_errors
-
-TRACKERS = ("siammask", "opencv-mil", "opencv-csrt", "opencv-kcf")
 
 
 @click.group("eval")
@@ -23,15 +22,21 @@ def eval_group() -> None:
       siamtrack eval davis path/to/DAVIS --split val --model siammask-davis --preset davis
       siamtrack eval davis path/to/DAVIS --pred my_masks/
       siamtrack eval boxes path/to/sequences --tracker opencv-mil --restart
+      siamtrack eval boxes path/to/sequences --tracker opencv-nano --threads 2
       siamtrack eval davis path/to/DAVIS --split val --workers 4
 
     With --workers N the sequences are tracked N at a time (worker processes, or Ray actors with
     --executor ray); the scores are the same as with one.
+
+    --tracker opencv-nano / opencv-vit run OpenCV's learned trackers (NanoTrack v2, VitTrack) on their
+    registry ONNX files (`siamtrack weights download opencv-nano`); like every OpenCV tracker they give
+    boxes only, so `eval davis` scores their filled box as the mask. `eval davis` also reports each
+    tracker's box success AUC against the bounding boxes of the ground-truth masks.
     """
 
 
 def _tracker(name: str, model, checkpoint, preset, device, precision, backend="torch"):
-    """The tracker to score: a SiamMask model from the usual options, or an OpenCV baseline
+    """The tracker to score: a SiamMask model from the usual options, or an OpenCV baseline or peer
     (module-level, so that worker processes can build it from the same arguments)."""
     if name == "siammask":
         from siamtrack.commands._common import make_tracker
@@ -89,7 +94,7 @@ def _finite(value: Any, where: str, bad: list[str]) -> Any:
 
 
 def _report(results: dict[str, Any], out_dir: Any, quiet: bool) -> None:
-    from siamtrack.eval.harness import summary_rows, write_results
+    from siamtrack.eval.harness import box_only_note, summary_rows, write_results
 
     bad: list[str] = []
     results = _finite(results, "", bad)
@@ -110,6 +115,8 @@ def _report(results: dict[str, Any], out_dir: Any, quiet: bool) -> None:
         for i, row in enumerate(rows):
             table.add_row(*row, end_section=i == len(rows) - 2)
         console().print(table)
+        if box_only_note(results):
+            click.echo(box_only_note(results))
         if "eao" in results["summary"]:
             from siamtrack.eval.harness import eao_line
 
@@ -144,7 +151,7 @@ def _interval(ctx: click.Context, param: click.Parameter, text: str | None) -> t
 @click.option("--split", default=None, metavar="NAME",
               help="Sequences of ImageSets/{2016,2017,480p}/NAME.txt, e.g. val (DAVIS-2016 val: 20 sequences).")
 @click.option("--tracker", "tracker_name", type=click.Choice(TRACKERS), default="siammask", show_default=True,
-              help="siammask, or an OpenCV baseline scored with its filled box as the mask.")
+              help="siammask, or an OpenCV baseline or peer, scored with its filled box as the mask.")
 @model_options
 @executor_options
 @click.option("--pred", type=click.Path(exists=True, file_okay=False), default=None,

@@ -1,4 +1,5 @@
-"""``siamtrack run``: track objects through a video; annotated video, mask PNGs and tracks.json."""
+"""``siamtrack run``: track objects through a video; annotated video, mask PNGs, tracks.json and,
+with ``--export``, a training set."""
 
 from __future__ import annotations
 
@@ -7,7 +8,16 @@ from typing import Any
 
 import click
 
-from siamtrack.commands._common import bbox_option, lost_options, model_options, threads_option, user_errors
+from siamtrack.choices import DATASET_FORMATS
+from siamtrack.commands._common import (
+    bbox_option,
+    dataset_options,
+    keyframes_option,
+    lost_options,
+    model_options,
+    threads_option,
+    user_errors,
+)
 
 
 @click.command()
@@ -24,13 +34,17 @@ from siamtrack.commands._common import bbox_option, lost_options, model_options,
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after this many frames.")
 @click.option("--no-video", is_flag=True, help="Do not write annotated.mp4.")
 @click.option("--no-masks", is_flag=True, help="Do not write mask PNGs.")
+@click.option("--export", type=click.Choice(DATASET_FORMATS), default=None,
+              help="Also write a training set of this format into <out>/<format>/ (see export-masks).")
+@dataset_options
+@keyframes_option
 @click.option("--show", is_flag=True, help="Show the annotated frames in a window while tracking (q or Esc stops).")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
 @user_errors
 def run(source: str, bboxes: tuple[str, ...], model: str | None, checkpoint: str | None, preset: str | None,
         device: str, precision: str, backend: str, threads: int | None, out: str | None, overwrite: bool,
-        start: int, max_frames: int | None, no_video: bool, no_masks: bool, show: bool, quiet: bool,
-        lost: dict) -> None:
+        start: int, max_frames: int | None, no_video: bool, no_masks: bool, export: str | None,
+        keyframes_file: str | None, show: bool, quiet: bool, lost: dict, dataset: Any) -> None:
     """Track and segment objects in SOURCE: a video file, an image folder or a glob.
 
     \b
@@ -38,39 +52,55 @@ def run(source: str, bboxes: tuple[str, ...], model: str | None, checkpoint: str
       siamtrack run video.mp4 --bbox 305,112,165,250
       siamtrack run frames/ --bbox 10,20,50,60 --bbox 200,80,40,90 --out results
       siamtrack run "clip/*.jpg" --model siammask-davis --preset davis --max-frames 100
+      siamtrack run video.mp4 --bbox 305,112,165,250 --label dog --export yolo --keyframes fixes.csv
 
     Writes annotated.mp4, masks/<object>/<frame>.png and tracks.json into the output folder
     and prints its path. Without --bbox, boxes are drawn on the first frame in a window.
+    --export FORMAT adds a training set in <out>/FORMAT/ (the annotated video shows what it
+    holds); --keyframes re-initialises objects where a reviewer corrected them.
     Ctrl-C stops early and keeps valid outputs for the frames done.
     """
     import contextlib
 
-    from siamtrack.commands._common import first_frame, has_display, make_tracker, parse_bbox, select_boxes
-    from siamtrack.io.sources import open_source
+    from siamtrack.commands._common import (
+        first_frame,
+        has_display,
+        load_keyframes,
+        make_tracker,
+        open_input,
+        parse_bbox,
+        select_boxes,
+    )
+    from siamtrack.keyframes import object_count
     from siamtrack.runs import RUN_OUTPUTS, OutDir
 
     boxes = [parse_bbox(b) for b in bboxes]
+    dataset.check(export)
     if show and not has_display():
         raise click.UsageError("--show needs a display")
-    src = open_source(source)
+    src = open_input(source)
     out_dir = OutDir(out, src.name, overwrite, owned=RUN_OUTPUTS)
     frames = src.frames(start, max_frames)
     with contextlib.closing(frames):  # the decoder stops if selection or model loading fails
         first = first_frame(frames)
         if not boxes:
             boxes = select_boxes(first.image)
+        keyframes = load_keyframes(keyframes_file, len(boxes), first.index, src.expected(start, max_frames))
+        dataset.check(export, object_count(len(boxes), keyframes))
         if threads is not None:
             from siamtrack.executors import set_threads
 
             set_threads(threads)
         tracker = make_tracker(model, checkpoint, preset, device, precision, lost, backend)
         track_video(tracker, src, frames, first, boxes, out_dir, source_label=source, video=not no_video,
-                    masks=not no_masks, show=show, quiet=quiet, total=src.expected(start, max_frames))
+                    masks=not no_masks, show=show, quiet=quiet, total=src.expected(start, max_frames),
+                    export=export, dataset=dataset, keyframes=keyframes)
 
 
 def track_video(tracker: Any, src: Any, frames: Any, first: Any, boxes: list, out_dir: Any, *, source_label: str,
                 video: bool = True, masks: bool = True, show: bool = False, quiet: bool = False,
-                total: int | None = None) -> Path:
+                total: int | None = None, export: str | None = None, dataset: Any = None,
+                keyframes: dict | None = None) -> Path:
     """``run``'s outputs for one source (shared with ``demo`` and the headless ``webcam``): the
     streaming loop into ``RunOutputs``, with a progress bar, a summary and the exit status.
 
@@ -91,7 +121,8 @@ def track_video(tracker: Any, src: Any, frames: Any, first: Any, boxes: list, ou
         with progress:
             summary = track_to_folder(tracker, src, frames, boxes, out_dir, source_label=source_label, video=video,
                                       masks=masks, first=first, progress=progress,
-                                      on_frame=on_frame if show else None, warn=echo_warning)
+                                      on_frame=on_frame if show else None, warn=echo_warning, export=export,
+                                      dataset=dataset, keyframes=keyframes)
     finally:
         if show:
             _close_window()
@@ -99,6 +130,11 @@ def track_video(tracker: Any, src: Any, frames: Any, first: Any, boxes: list, ou
     outputs = summary.outputs
     if not quiet:
         _summary(tracker, outputs, summary.fps, len(boxes), path, summary.interrupted)
+        fit = (outputs.get("dataset") or {}).get("polygon_fit")
+        if fit:
+            from siamtrack.commands._common import echo_fit
+
+            echo_fit(fit, dataset.tolerance)
     click.echo(str(path))
     if summary.interrupted:
         click.echo(f"Interrupted: {path} holds the {outputs['frames']} frames done.", err=True)
@@ -133,4 +169,6 @@ def _summary(tracker: Any, summary: dict, fps: float, n_objects: int, path: Path
         rows.append(("video", summary["video"]))
     if summary["mask_pngs"]:
         rows.append(("mask PNGs", f"{summary['mask_pngs']} in {path / 'masks'}"))
+    if summary.get("dataset"):
+        rows.append(("dataset", f"{summary['dataset']['annotations']} labels in {summary['dataset']['dataset']}"))
     summary_table("siamtrack run" + (" (interrupted)" if interrupted else ""), rows)

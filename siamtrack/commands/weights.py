@@ -15,6 +15,7 @@ def weights() -> None:
     Examples:
       siamtrack weights list
       siamtrack weights download siammask-davis
+      siamtrack weights download opencv-nano
       siamtrack weights path siammask-lite
       siamtrack weights verify siammask-lite
       siamtrack weights verify SiamMask_VOT.pth
@@ -23,22 +24,37 @@ def weights() -> None:
 
 @weights.command("list")
 def list_cmd() -> None:
-    """The registry as a table (name, file, where found, size, source), then the lookup order."""
+    """The registry as a table (name, file, where found, size, source), then the lookup order.
+
+    The preset column is what a run of that model tracks with: a present checkpoint's own preset
+    (``<model>-tuned``) when it stores one, else the registry's."""
     from rich.table import Table
 
     from siamtrack import weights as reg
     from siamtrack.commands._common import console
+    from siamtrack.errors import SiamtrackError
+    from siamtrack.tracker import registry_preset
 
     table = Table(title="siamtrack weights")
     for col in ("name", "file", "present", "size", "arch", "preset", "source"):
         table.add_column(col)
-    labels = {folder: label for folder, label in reg.lookup_dirs()}
     for e in reg.list_entries():
-        path = reg.find(e.name)
-        present = f"yes ({labels.get(path.parent, path.parent)})" if path is not None else "no"
-        size = f"{path.stat().st_size / 1e6:.1f} MB" if path is not None else "-"
+        paths = reg.find_files(e.name)
+        present = "no"
+        if all(p is not None for p in paths):
+            folders = {label for folder, label in reg.lookup_dirs() for f, p in zip(e.files, paths, strict=True)
+                       if folder / f.file == p}
+            present = f"yes ({', '.join(sorted(folders))})"
+        size = f"{sum(p.stat().st_size for p in paths) / 1e6:.1f} MB" if present != "no" else "-"
         name = e.name + (" (default)" if e.name == reg.default_name() else "")
-        table.add_row(name, e.file, present, size, e.arch, e.preset, e.url or e.source)
+        preset = e.preset or "-"
+        if e.format == reg.CHECKPOINT:
+            try:
+                preset = registry_preset(e.name, paths[0])
+            except SiamtrackError:
+                preset = f"{e.preset} (file unreadable)"
+        table.add_row(name, "\n".join(f.file for f in e.files), present, size, e.arch, preset,
+                      e.url if len(e.files) == 1 and e.url else e.source)
     out = console()
     out.print(table)
     target = reg.download_dir()
@@ -53,20 +69,22 @@ def list_cmd() -> None:
 @click.option("--url", default=None, help="Download from this address instead of the registry's.")
 @user_errors
 def download(name: str, url: str | None) -> None:
-    """Download NAME into the first writable weights folder (resumable, verified, atomic)."""
+    """Download NAME (each of its files) into the first writable weights folder (resumable, verified, atomic)."""
     from siamtrack import weights as reg
 
-    click.echo(str(reg.download(name, url=url)))
+    for path in reg.download_files(name, url=url):
+        click.echo(str(path))
 
 
 @weights.command()
 @click.argument("name")
 @user_errors
 def path(name: str) -> None:
-    """Print where the file of NAME is (or where a download would put it)."""
+    """Print where each file of NAME is (or where a download would put it)."""
     from siamtrack import weights as reg
 
-    click.echo(str(reg.local_path(name)))
+    for file in reg.local_paths(name):
+        click.echo(str(file))
 
 
 @weights.command()
@@ -81,12 +99,15 @@ def verify(target: str) -> None:
     from siamtrack.errors import SiamtrackError
 
     if Path(target).is_file():
-        info = reg.verify_file(target)
+        infos = [reg.verify_file(target)]
     elif target in {e.name for e in reg.list_entries()}:
-        info = reg.verify_name(target)
+        infos = reg.verify_name(target)
     else:
         known = ", ".join(e.name for e in reg.list_entries())
         raise SiamtrackError(f"{target}: does not exist: no such file, and not a registry model (known: {known})")
-    for k in ("path", "arch", "keys", "size", "sha256", "check"):
-        if k in info:
-            click.echo(f"{k}: {info[k]}")
+    for i, info in enumerate(infos):
+        if i:
+            click.echo("")
+        for k in ("path", "arch", "keys", "size", "sha256", "check"):
+            if k in info:
+                click.echo(f"{k}: {info[k]}")

@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     from siamtrack.executors import Executor
     from siamtrack.tracker import ObjectTracker, TrackResult
 
-DAVIS_COLUMNS = ("J_mean", "J_recall", "J_decay", "F_mean", "F_recall", "F_decay", "JF_mean")
+JF_COLUMNS = ("J_mean", "J_recall", "J_decay", "F_mean", "F_recall", "F_decay", "JF_mean")
+DAVIS_COLUMNS = (*JF_COLUMNS, "box_auc")
 OPE_COLUMNS = ("success_auc", "precision_20")
 RESTART_COLUMNS = ("accuracy", "failures")
 
@@ -225,12 +226,16 @@ def evaluate_davis(root: str | Path, tracker: ObjectTracker | None = None, *, pr
                 on_sequence(item.name, len(item.frames))
     objects = [o for s in per_seq.values() for o in s["objects"].values()]
     summary = _davis_means(objects)
-    summary.update(sequences=len(per_seq), objects=len(objects),
+    box_curve = np.mean([o["box_success_curve"] for o in objects], axis=0)
+    summary.update(box_auc=float(box_curve.mean()), box_success_curve=box_curve.tolist(),
+                   sequences=len(per_seq), objects=len(objects),
                    scored_frames=sum(s["scored_frames"] for s in per_seq.values()),
                    success_curve=np.mean([bx.success_curve(o["J_per_frame"]) for o in objects], axis=0).tolist())
     meta = {"benchmark": "davis", "root": str(root), "resolution": resolution, "max_frames": max_frames,
             "protocol": "semi-supervised: initialised with the bounding box of each first-frame mask; "
-                        "frames 1..N-2 scored (first and last left out, as the official DAVIS code)",
+                        "frames 1..N-2 scored (first and last left out, as the official DAVIS code); "
+                        "box AUC: OTB success AUC of the tracker's boxes against each ground-truth "
+                        "mask's bounding box, averaged over objects",
             "bound_th": dv.BOUND_TH}
     if pred_dir is None:
         meta.update(tracked)
@@ -248,7 +253,11 @@ def _davis_task(tracker: ObjectTracker, item: _Sequence, stopped: Callable[[], b
 def _davis_means(objects: list[dict[str, Any]]) -> dict[str, float]:
     out = {f"{m}_{s}": float(np.mean([o[m][s] for o in objects])) for m in "JF" for s in ("mean", "recall", "decay")}
     out["JF_mean"] = (out["J_mean"] + out["F_mean"]) / 2
-    return {k: out[k] for k in DAVIS_COLUMNS}
+    return {k: out[k] for k in JF_COLUMNS}
+
+
+def _box_polygon(box: Sequence[float] | None) -> np.ndarray | None:
+    return None if box is None else bx.box_polygon(box)
 
 
 def _davis_sequence(name: str, frames: list[Path], anns: list[Path], tracker: ObjectTracker | None,
@@ -269,20 +278,26 @@ def _davis_sequence(name: str, frames: list[Path], anns: list[Path], tracker: Ob
             write_label_png(Path(save_masks) / name / anns[0].name, initial)
     j_vals: dict[int, list[float]] = {i: [] for i in ids}
     f_vals: dict[int, list[float]] = {i: [] for i in ids}
+    # Per object and scored frame: the predicted and the ground-truth box as polygons (None: no box).
+    box_preds: dict[int, list[np.ndarray | None]] = {i: [] for i in ids}
+    box_gts: dict[int, list[np.ndarray]] = {i: [] for i in ids}
     last_scored = len(frames) - 2
     for t in range(1, len(frames)):
         scored = t <= last_scored
         if tracker is not None:  # the last frame is tracked too (speed, saved masks), not scored
             image = read_image(frames[t])
-            label = fuse_results(clock.track(tracker, image), image.shape[:2], present)
+            results = clock.track(tracker, image)
+            label = fuse_results(results, image.shape[:2], present)
             if save_masks is not None:
                 write_label_png(Path(save_masks) / name / anns[t].name, label)
             pred = {i: label == i for i in ids}
+            boxes = {i: r.box for i, r in zip(present, results, strict=True)}  # the tracker's own boxes
         elif scored:
             path = Path(pred_dir) / name / anns[t].name
             if not path.is_file():
                 raise SiamtrackError(f"missing prediction {path}")
             pred = pred_objects(read_label_mask(path), len(ids), path)
+            boxes = {i: mask_box(p) for i, p in pred.items()}  # masks only: their bounding boxes
         if not scored:
             break
         gt_label = read_label_mask(anns[t])
@@ -296,13 +311,19 @@ def _davis_sequence(name: str, frames: list[Path], anns: list[Path], tracker: Ob
                                      f"annotation {gt.shape[1]}x{gt.shape[0]}")
             j_vals[i].append(dv.region_j(gt, p))
             f_vals[i].append(dv.boundary_f(gt, p))
+            gt_box = mask_box(gt)  # an empty mask is a frame without a box, as the box benchmarks count it
+            box_gts[i].append(bx.MISSING_BOX if gt_box is None else bx.box_polygon(gt_box))
+            box_preds[i].append(_box_polygon(boxes.get(i)))
     objects = {}
     for i in ids:
+        ope = bx.ope_sequence(box_preds[i], box_gts[i])
         objects[str(i)] = {"J": dv.statistics(j_vals[i]), "F": dv.statistics(f_vals[i]),
-                           "J_per_frame": j_vals[i], "F_per_frame": f_vals[i]}
+                           "J_per_frame": j_vals[i], "F_per_frame": f_vals[i], "box_auc": ope["success_auc"],
+                           "box_success_curve": ope["success_curve"], "box_overlaps": ope["overlaps"]}
+    box_curve = np.mean([o["box_success_curve"] for o in objects.values()], axis=0)
     return {"frames": len(frames), "scored_frames": last_scored, "initialised_objects": present,
             "scored_frame_names": [a.stem for a in anns[1:last_scored + 1]],
-            **_davis_means(list(objects.values())), "objects": objects}
+            **_davis_means(list(objects.values())), "box_auc": float(box_curve.mean()), "objects": objects}
 
 
 # Boxes ----------------------------------------------------------------------------------------
@@ -445,6 +466,14 @@ def eao_line(summary: dict[str, Any]) -> str:
     return f"EAO: {summary['eao']:.3f} (expected average overlap over sequence lengths {lo}..{hi})."
 
 
+def box_only_note(results: dict[str, Any]) -> str | None:
+    """For DAVIS scores of a tracker that gives boxes only (the OpenCV ones): what its J and F measure."""
+    meta = results["meta"]
+    if results["benchmark"] != "davis" or meta.get("arch") != "opencv":
+        return None
+    return f"{meta['tracker']} gives boxes only: its mask is its filled box, and J and F score that box."
+
+
 def markdown_table(results: dict[str, Any]) -> str:
     meta = results["meta"]
     header, rows = summary_rows(results)
@@ -454,6 +483,8 @@ def markdown_table(results: dict[str, Any]) -> str:
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     lines += ["", f"Protocol: {meta['protocol']}."]
+    if box_only_note(results):
+        lines.append(box_only_note(results))
     if "eao" in results["summary"]:
         lines.append(eao_line(results["summary"]))
     if meta.get("fps"):

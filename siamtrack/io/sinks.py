@@ -32,7 +32,7 @@ from siamtrack.errors import SiamtrackError
 
 __all__ = ["BackgroundWorker", "DavisPaletteSink", "MaskOutputs", "MaskPngSink", "NpzSink", "RunOutputs",
            "TrackRecords", "VideoSink", "WriterHung", "color_for", "davis_palette", "finalise_tracks", "iter_jsonl",
-           "read_jsonl", "render", "write_label_png"]
+           "read_jsonl", "render", "write_image", "write_label_png"]
 
 T = TypeVar("T")
 CLOSE_TIMEOUT = 60.0  # seconds a writer may take to finish its queue (a few frames) when closed
@@ -87,7 +87,8 @@ def _label(out: np.ndarray, text: str, origin: tuple[int, int], color: tuple[int
 def render(frame: np.ndarray, results: Sequence[Result], alpha: float = 0.45) -> np.ndarray:
     """A copy of the frame with each object's mask tinted in its colour, its rotated box and "id score".
 
-    An ``uncertain`` object's label says so; a ``lost`` one has no mask or box, only "id lost"
+    An ``uncertain`` object's label says so, as does a keyframe's (whose box also gets a white
+    halo); a ``lost`` one has no mask or box, only "id lost"
     in its colour in the top-left corner. Only the mask's bounding rectangle is blended, so
     cost follows object size, not frame size.
     """
@@ -111,8 +112,13 @@ def render(frame: np.ndarray, results: Sequence[Result], alpha: float = 0.45) ->
         points = np.asarray(r.rotated.points, dtype=np.float64).reshape(4, 2)
         if not np.isfinite(points).all():
             continue
-        cv2.polylines(out, [np.round(points).astype(np.int32).reshape(-1, 1, 2)], True, color, 2, cv2.LINE_AA)
-        label = f"{r.obj_id} {float(r.score):.2f}" + (" uncertain" if state == "uncertain" else "")
+        corners = [np.round(points).astype(np.int32).reshape(-1, 1, 2)]
+        keyframe = getattr(r, "polygon_source", None) == "keyframe"
+        if keyframe:  # a reviewer's box: a white halo under the object's colour
+            cv2.polylines(out, corners, True, (255, 255, 255), 6, cv2.LINE_AA)
+        cv2.polylines(out, corners, True, color, 2, cv2.LINE_AA)
+        label = (f"{r.obj_id} {float(r.score):.2f}" + (" uncertain" if state == "uncertain" else "")
+                 + (" keyframe" if keyframe else ""))
         _label(out, label, _label_origin(points, out.shape), color)
     return out
 
@@ -263,7 +269,8 @@ class VideoSink:
             log.setLevel(level)
 
 
-def _imwrite(path: Path, image: np.ndarray) -> None:
+def write_image(path: Path, image: np.ndarray) -> None:
+    """An image file (PNG, JPEG, by the suffix); a one-line error when it cannot be written."""
     try:
         ok = cv2.imwrite(str(path), image)
     except cv2.error:
@@ -275,7 +282,17 @@ def _imwrite(path: Path, image: np.ndarray) -> None:
 Masks = Sequence[tuple[int, np.ndarray]]  # (object id, HxW bool mask) per object
 
 
-class MaskPngSink:
+class _MaskSink:
+    """A sink of masks only: ``add`` (what ``MaskOutputs`` calls on every sink) passes them to ``write``."""
+
+    def write(self, index: int, masks: Masks) -> None:
+        raise NotImplementedError
+
+    def add(self, index: int, image: np.ndarray, results: Sequence[Result]) -> None:
+        self.write(index, [(r.obj_id, r.mask) for r in results])
+
+
+class MaskPngSink(_MaskSink):
     """``<root>/<object>/<frame:05d>.png``: one 0/255 frame-sized PNG per object and frame."""
 
     def __init__(self, root: Path) -> None:
@@ -289,7 +306,7 @@ class MaskPngSink:
             if obj_id not in self._made:
                 folder.mkdir(parents=True, exist_ok=True)
                 self._made.add(obj_id)
-            _imwrite(folder / f"{index:05d}.png", np.asarray(mask, dtype=bool).astype(np.uint8) * 255)
+            write_image(folder / f"{index:05d}.png", np.asarray(mask, dtype=bool).astype(np.uint8) * 255)
             self.count += 1
 
     def close(self) -> None:
@@ -306,7 +323,7 @@ def write_label_png(path: Path, label: np.ndarray) -> None:
         raise SiamtrackError(f"cannot write {path} ({exc.strerror or exc})") from None
 
 
-class DavisPaletteSink:
+class DavisPaletteSink(_MaskSink):
     """``<root>/<frame:05d>.png``: palette images with object ids 1..K, as DAVIS annotations are stored.
 
     Where objects overlap, the later id wins (as in DAVIS, one label per pixel).
@@ -329,7 +346,7 @@ class DavisPaletteSink:
         """Nothing buffered."""
 
 
-class NpzSink:
+class NpzSink(_MaskSink):
     """``<root>/<frame:05d>.npz``: ``masks`` (K, H, W) bool and ``ids`` (K,) int32, compressed."""
 
     def __init__(self, root: Path, shape: tuple[int, int]) -> None:
@@ -440,16 +457,18 @@ class TrackRecords:
 class RunOutputs:
     """Everything ``siamtrack run`` writes for one frame, written in frame order on one background thread.
 
-    ``out/tracks.jsonl`` (-> ``tracks.json``), ``out/masks/<object>/<frame>.png`` and
-    ``out/annotated.mp4``; a frame counts as done once all of them hold it.
+    ``out/tracks.jsonl`` (-> ``tracks.json``), ``out/masks/<object>/<frame>.png``,
+    ``out/annotated.mp4`` and, with ``labels`` (a ``siamtrack.io.labels`` sink), a training set;
+    a frame counts as done once all of them hold it.
     """
 
     def __init__(self, out_dir: Path, meta: dict[str, Any], *, fps: float, size: tuple[int, int],
-                 video: bool = True, masks: bool = True, depth: int = 8, close_timeout: float = CLOSE_TIMEOUT
-                 ) -> None:
+                 video: bool = True, masks: bool = True, labels: Any = None, depth: int = 8,
+                 close_timeout: float = CLOSE_TIMEOUT) -> None:
         self.out_dir = Path(out_dir)
         self.records = TrackRecords(self.out_dir / "tracks.jsonl", self.out_dir / "tracks.json", meta)
         self.masks = MaskPngSink(self.out_dir / "masks") if masks else None
+        self.labels = labels
         self.video = (VideoSink(self.out_dir / "annotated.mp4", fps, size, close_timeout=close_timeout) if video
                       else None)
         self._worker: BackgroundWorker[tuple] = BackgroundWorker(self._write, depth, "output writer", close_timeout)
@@ -459,6 +478,8 @@ class RunOutputs:
         self.records.write(index, timestamp, [r.to_dict() for r in results])
         if self.masks is not None:
             self.masks.write(index, [(r.obj_id, r.mask) for r in results])
+        if self.labels is not None:
+            self.labels.add(index, image, results)
         if self.video is not None:
             self.video.write(annotated if annotated is not None else render(image, results))
 
@@ -473,6 +494,7 @@ class RunOutputs:
 
     def close(self, extra_meta: dict[str, Any] | None = None) -> dict[str, Any]:
         """Flush and finalise every output, even after an error (which is then re-raised)."""
+        dataset = None
         try:
             self._worker.close()
         finally:
@@ -480,33 +502,40 @@ class RunOutputs:
                 if self.video is not None:
                     self.video.close()
             finally:
-                self.records.close(extra_meta)
+                try:
+                    self.records.close(extra_meta)
+                finally:
+                    if self.labels is not None:
+                        dataset = self.labels.close()
         return {"frames": self.records.frames, "tracks": self.records.final,
                 "video": self.video.path if self.video is not None else None,
-                "mask_pngs": self.masks.count if self.masks is not None else 0}
+                "mask_pngs": self.masks.count if self.masks is not None else 0, "dataset": dataset}
 
 
 class MaskOutputs:
-    """What ``siamtrack export-masks`` writes: the masks of each frame into one mask sink
-    (``MaskPngSink``, ``DavisPaletteSink`` or ``NpzSink``), in frame order on a background
-    thread; written and closed like ``RunOutputs``, so the same streaming loop feeds both."""
+    """What ``siamtrack export-masks`` writes: each frame into one sink (``MaskPngSink``,
+    ``DavisPaletteSink``, ``NpzSink`` or a ``siamtrack.io.labels`` dataset), in frame order on a
+    background thread; written and closed like ``RunOutputs``, so the same streaming loop feeds both."""
 
-    def __init__(self, sink: MaskPngSink | DavisPaletteSink | NpzSink, *, depth: int = 8,
-                 close_timeout: float = CLOSE_TIMEOUT) -> None:
+    def __init__(self, sink: Any, *, depth: int = 8, close_timeout: float = CLOSE_TIMEOUT) -> None:
         self.sink = sink
         self.frames = 0
         self._worker: BackgroundWorker[tuple] = BackgroundWorker(self._write, depth, "mask writer", close_timeout)
 
     def _write(self, item: tuple) -> None:
-        self.sink.write(*item)
+        self.sink.add(*item)
         self.frames += 1
 
     def write(self, index: int, timestamp: float, image: np.ndarray, results: Sequence[Result],
               annotated: np.ndarray | None = None) -> None:
-        """Queue one frame's masks (the image, time and drawing are not written)."""
-        self._worker.put((index, [(r.obj_id, r.mask) for r in results]))
+        """Queue one frame (the time and drawing are not written)."""
+        self._worker.put((index, image, list(results)))
 
     def close(self, extra_meta: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Write the queued masks; the sinks hold nothing back, so ``extra_meta`` has no file to go to."""
-        self._worker.close()
-        return {"frames": self.frames, "mask_files": self.sink.count}
+        """Write the queued frames and close the sink (a dataset writes its files then; ``extra_meta``
+        has no file to go to), even after an error, which is then re-raised."""
+        try:
+            self._worker.close()
+        finally:
+            written = self.sink.close() or {}
+        return {"frames": self.frames, "mask_files": self.sink.count, **written}

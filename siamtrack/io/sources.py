@@ -9,6 +9,7 @@ missing file, a file that is not a video, an empty video, unreadable images) rai
 from __future__ import annotations
 
 import glob as globlib
+import logging
 import queue
 import re
 import threading
@@ -23,8 +24,8 @@ import numpy as np
 
 from siamtrack.errors import SourceError
 
-__all__ = ["Camera", "Frame", "FrameSource", "ImageSequence", "VideoFile", "camera_name", "natural_key", "open_source",
-           "prefetch", "read_image", "seekable"]
+__all__ = ["Camera", "Frame", "FrameSource", "ImageSequence", "VideoFile", "camera_name", "display_rotation",
+           "natural_key", "open_source", "prefetch", "probe", "read_image", "seekable"]
 
 IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 DEFAULT_FOLDER_FPS = 25.0
@@ -95,12 +96,22 @@ def prefetch(iterator: Iterator[T], depth: int = 8) -> Iterator[T]:
 
 
 class FrameSource:
-    """What the commands read from: ``name``, ``fps``, ``size`` (w, h), ``count`` (None if unknown)."""
+    """What the commands read from: ``name``, ``fps``, ``size`` (w, h), ``count`` (None if unknown),
+    ``rotation`` (degrees of display rotation the decoder applied: frames come upright)."""
 
     name: str
     fps: float
     size: tuple[int, int]
     count: int | None
+    rotation: int = 0
+
+    def notice(self) -> str | None:
+        """One line a user should read before giving boxes, or None."""
+        if not self.rotation:
+            return None
+        w, h = self.size
+        return (f"{self.name}: the video is stored rotated ({self.rotation} degrees display rotation); frames are "
+                f"read upright as shown by players ({w}x{h}), and boxes and masks are in that orientation")
 
     def frames(self, start: int = 0, max_frames: int | None = None) -> Iterator[Frame]:
         """Frames ``start``, ``start + 1``, ... (at most ``max_frames``), decoded ahead on a thread."""
@@ -176,13 +187,8 @@ def _ffmpeg_problem(path: Path, text: str) -> str:
 SEEKABLE_DEMUXERS = ("mov", "matroska", "avi")  # FFmpeg's names: mp4/mov/m4v/3gp, mkv/webm, avi
 
 
-def seekable(path: Path) -> bool:
-    """Whether FFmpeg lands exactly on frame ``i`` of ``path`` when asked for time ``i / fps``.
-
-    The container must have an index FFmpeg seeks in exactly, and the video a constant frame
-    rate: its average rate ("fps") equal to the rate of its timestamps ("tbr"). A variable
-    frame rate (phones) or a guessed time base (streams copied between containers) fail that.
-    """
+def probe(path: Path) -> str:
+    """What ``ffmpeg -i`` says about ``path`` (its stderr), or "" when FFmpeg cannot be run."""
     import subprocess
 
     import imageio_ffmpeg
@@ -191,13 +197,42 @@ def seekable(path: Path) -> bool:
         proc = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True,
                               text=True, errors="replace", timeout=30, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired):
-        return False
-    demuxer = re.search(r"^Input #0, (\w+)", proc.stderr, re.MULTILINE)
-    video = re.search(r"Stream #0:\d+.*: Video: .*", proc.stderr)
+        return ""
+    return proc.stderr
+
+
+def seekable(path: Path, info: str | None = None) -> bool:
+    """Whether FFmpeg lands exactly on frame ``i`` of ``path`` when asked for time ``i / fps``.
+
+    The container must have an index FFmpeg seeks in exactly, and the video a constant frame
+    rate: its average rate ("fps") equal to the rate of its timestamps ("tbr"). A variable
+    frame rate (phones) or a guessed time base (streams copied between containers) fail that.
+    ``info``: ``probe(path)``, when already run.
+    """
+    info = probe(path) if info is None else info
+    demuxer = re.search(r"^Input #0, (\w+)", info, re.MULTILINE)
+    video = re.search(r"Stream #0:\d+.*: Video: .*", info)
     rates = re.findall(r" ([\d.]+k?) (fps|tbr)\b", video.group(0)) if video else []
     fps = [r for r, kind in rates if kind == "fps"]
     tbr = [r for r, kind in rates if kind == "tbr"]
     return bool(demuxer and demuxer.group(1) in SEEKABLE_DEMUXERS and fps and fps == tbr)
+
+
+def display_rotation(info: str) -> int:
+    """The display rotation in degrees (0, 90, 180, 270) that ``probe`` output states, 0 if none."""
+    found = re.search(r"rotation of (-?[\d.]+) degrees", info, re.IGNORECASE)
+    return int(round(float(found.group(1)))) % 360 if found else 0
+
+
+class _SizeNotice(logging.Filter):
+    """Drops imageio-ffmpeg's own note that a rotated video's frame size differs from the stored one:
+    siamtrack says it once, in its words (``FrameSource.notice``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "is different from the source frame size" not in record.getMessage()
+
+
+logging.getLogger("imageio_ffmpeg").addFilter(_SizeNotice())
 
 
 class VideoFile(FrameSource):
@@ -224,6 +259,8 @@ class VideoFile(FrameSource):
             raise SourceError(_ffmpeg_problem(path, str(exc))) from None
         if not meta.get("size") or not meta.get("fps"):
             raise SourceError(f"{path}: not a video (the file has no video stream)")
+        self._info = probe(path)
+        self.rotation = display_rotation(self._info)
         w, h = (int(v) for v in meta["size"])
         self.size = (w, h)
         self.fps = float(meta["fps"])
@@ -241,7 +278,7 @@ class VideoFile(FrameSource):
         if start <= 0 or self.count is None:
             return [], 0
         if self._seekable is None:
-            self._seekable = seekable(self.path)
+            self._seekable = seekable(self.path, self._info)
         if not self._seekable:
             return [], 0
         return ["-ss", f"{(start - 0.5) / self.fps:.6f}"], start

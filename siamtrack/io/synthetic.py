@@ -286,6 +286,18 @@ class OracleTracker:
             next(self._truth)
         return list(range(len(self._boxes)))
 
+    def reinit(self, frame: np.ndarray, obj_id: int, box: Sequence[float], *, color: str = "bgr") -> int:
+        """As ``Tracker.reinit``: object ``obj_id`` (a new one when it is the next id) now stays at
+        ``box``; object 0 keeps following the clip, as its truth does not move with a correction."""
+        from siamtrack.tracker import clip_box
+
+        kept = clip_box(box, (frame.shape[1], frame.shape[0]))[0]
+        if obj_id == len(self._boxes):
+            self._boxes.append(kept)
+        else:
+            self._boxes[obj_id] = kept
+        return obj_id
+
     def track(self, frame: np.ndarray, *, color: str = "bgr") -> list[Any]:
         from siamtrack.geometry import box_mask, rotated_box_from_mask
         from siamtrack.tracker import TrackResult

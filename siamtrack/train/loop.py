@@ -453,13 +453,15 @@ def _check_same_recipe(saved: dict[str, Any], current: dict[str, Any], ckpt: Pat
 def train(config_path: str | Path, out_dir: str | Path, *, resume: bool = False, device: str = "cpu",
           precision: str | None = None, max_steps: int | None = None, progress: bool = True) -> Path:
     """Run (or resume) a training run; returns the path of the last checkpoint."""
+    from siamtrack.tracker import resolve_device
+
+    dev = resolve_device(device)
     run = RunConfig.load(config_path)
     cfg = run.train
     if precision:
         cfg.precision = precision
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
-    dev = torch.device(device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     if world > 1:
         import torch.distributed as dist
 

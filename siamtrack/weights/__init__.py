@@ -10,6 +10,10 @@ A registry file is looked for in these folders, in order; the first folder that 
 Downloads go to the first of folders 1-3 that can be written. The package folder is read
 only: nothing is downloaded into an installed package.
 
+A model is one file (a torch checkpoint) or several (``files``: the ONNX networks an OpenCV
+peer runs, each with its own URL, size and SHA-256). A file name may hold a relative subpath
+(``nanotrack/onnx-v2/...``), looked up and downloaded beneath each folder.
+
 Every file is checked when it is used (``resolve``, hence ``Tracker.from_pretrained``, and
 ``siamtrack weights verify``): size and SHA-256 must match the registry where it has them
 (the shipped model) and otherwise the record written on first use. The official files have
@@ -42,20 +46,58 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 USER_CACHE = Path("~/.cache/siamtrack/weights")
 
 
-@dataclass(frozen=True)
-class WeightsEntry:
-    """One registered checkpoint."""
+CHECKPOINT = "checkpoint"  # a torch checkpoint, verified by loading it into its network
+FILE_KEYS = ("file", "url", "size", "sha256")
 
-    name: str
+
+@dataclass(frozen=True)
+class WeightsFile:
+    """One file of a registered model: its name beneath a weights folder, where to fetch it, what it must be."""
+
     file: str
     url: str | None
-    arch: str
-    preset: str
     size: int | None
     sha256: str | None
+
+
+@dataclass(frozen=True)
+class WeightsEntry:
+    """One registered model: a checkpoint (``format`` "checkpoint", one file) or the files another runtime
+    runs (e.g. "onnx" for OpenCV's trackers), which cannot be loaded to check them and so must carry
+    their size and SHA-256 in the registry."""
+
+    name: str
+    files: tuple[WeightsFile, ...]
+    arch: str
+    preset: str | None
     license: str
     source: str
     description: str
+    format: str = CHECKPOINT
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WeightsEntry:
+        """A registry record: one file given inline (``file``, ``url``, ``size``, ``sha256``) or a ``files`` list."""
+        rest = {k: v for k, v in data.items() if k not in FILE_KEYS and k != "files"}
+        listed = data["files"] if "files" in data else [{k: data[k] for k in FILE_KEYS}]
+        return cls(files=tuple(WeightsFile(**f) for f in listed), **rest)
+
+    # The (first) file: all there is of a checkpoint entry.
+    @property
+    def file(self) -> str:
+        return self.files[0].file
+
+    @property
+    def url(self) -> str | None:
+        return self.files[0].url
+
+    @property
+    def size(self) -> int | None:
+        return self.files[0].size
+
+    @property
+    def sha256(self) -> str | None:
+        return self.files[0].sha256
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,8 +109,8 @@ def _registry() -> dict[str, Any]:
 
 
 def list_entries() -> list[WeightsEntry]:
-    """Every registered checkpoint, in registry order."""
-    return [WeightsEntry(**e) for e in _registry()["models"]]
+    """Every registered model, in registry order."""
+    return [WeightsEntry.from_dict(e) for e in _registry()["models"]]
 
 
 def default_name() -> str:
@@ -143,19 +185,44 @@ def weights_dir() -> Path:
     return download_dir()
 
 
-def find(name: str) -> Path | None:
-    """The file of ``name`` in the first lookup folder that has it, or None."""
-    file = get_entry(name).file
+def _find_file(file: str) -> Path | None:
     return next((folder / file for folder in search_dirs() if (folder / file).is_file()), None)
 
 
+def find_files(name: str) -> list[Path | None]:
+    """Each file of ``name`` in the first lookup folder that has it (None where no folder has it)."""
+    return [_find_file(f.file) for f in get_entry(name).files]
+
+
+def find(name: str) -> Path | None:
+    """The (first) file of ``name`` in the first lookup folder that has it; None unless every file is found."""
+    found = find_files(name)
+    return found[0] if all(p is not None for p in found) else None
+
+
+def local_paths(name: str) -> list[Path]:
+    """Where each file of ``name`` is, or where a download would put it."""
+    entry = get_entry(name)
+    return [p or download_dir() / f.file for p, f in zip(find_files(name), entry.files, strict=True)]
+
+
 def local_path(name: str) -> Path:
-    """Where the file of ``name`` is, or where a download would put it."""
-    return find(name) or download_dir() / get_entry(name).file
+    """Where the (first) file of ``name`` is, or where a download would put it."""
+    return local_paths(name)[0]
 
 
 def is_present(name: str) -> bool:
     return find(name) is not None
+
+
+def _file_of(entry: WeightsEntry, path: Path) -> WeightsFile:
+    """The registry file that ``path`` stands for: the one whose name (subpath included) it ends
+    with, else the one with its base name, else the first."""
+    posix = path.as_posix()
+    for f in entry.files:
+        if posix == f.file or posix.endswith("/" + f.file):
+            return f
+    return next((f for f in entry.files if Path(f.file).name == path.name), entry.files[0])
 
 
 def _read_record(folder: Path) -> dict[str, Any]:
@@ -188,9 +255,10 @@ def file_sha256(path: str | Path) -> str:
 
 def _expected(entry: WeightsEntry, path: Path) -> tuple[int | None, str, str] | None:
     """(size, SHA-256, where they come from) that ``path`` must match; None if nothing is known yet."""
-    if entry.sha256:
-        return entry.size, entry.sha256.lower(), "registry"
-    known = _read_record(path.parent).get(entry.file)
+    wf = _file_of(entry, path)
+    if wf.sha256:
+        return wf.size, wf.sha256.lower(), "registry"
+    known = _read_record(path.parent).get(Path(wf.file).name)
     if isinstance(known, dict) and isinstance(known.get("sha256"), str):
         size = known.get("size")
         return (size if isinstance(size, int) else None), known["sha256"].lower(), str(path.parent / HASH_RECORD)
@@ -199,17 +267,18 @@ def _expected(entry: WeightsEntry, path: Path) -> tuple[int | None, str, str] | 
 
 def _remedy(entry: WeightsEntry, path: Path, where: str) -> str:
     """What to do about a file that does not match its recorded size and hash."""
-    shipped = PACKAGE_DIR / entry.file
-    if not entry.url and entry.sha256:
+    wf = _file_of(entry, path)
+    shipped = PACKAGE_DIR / wf.file
+    if not wf.url and wf.sha256:
         if path.resolve() == shipped.resolve():
             return "the installed copy is damaged: reinstall siamtrack (in a checkout: git checkout the file)"
         if shipped.is_file():
             return f"delete it to use the copy shipped in {PACKAGE_DIR}, or pass --checkpoint FILE to use it as is"
-    fix = (f"delete it and run `siamtrack weights download {entry.name}`" if entry.url
+    fix = (f"delete it and run `siamtrack weights download {entry.name}`" if wf.url
            else "delete it and put a good copy there")
     if where != "registry":
         fix += f", or if you replaced it on purpose remove its entry from {where}"
-    return fix + ", or pass --checkpoint FILE to use it as is"
+    return fix + (", or pass --checkpoint FILE to use it as is" if entry.format == CHECKPOINT else "")
 
 
 def check_hash(name: str, path: str | Path) -> str | None:
@@ -256,17 +325,31 @@ def verify(path: str | Path, *, expected_arch: str | None = None) -> dict[str, A
     }
 
 
+def _identity(entry: WeightsEntry, path: Path) -> dict[str, Any]:
+    """``verify``'s dict for a file of a model that is not a checkpoint: its registry hash is its check."""
+    return {"arch": entry.arch, "size": path.stat().st_size, "sha256": file_sha256(path)}
+
+
 def check_known_hash(name: str, path: Path) -> dict[str, Any]:
     """Check ``path`` for ``name`` fully: size and SHA-256 against the registry or the first-use
     record (before anything is loaded), then the network structure; a file seen for the first time
-    has its size and SHA-256 recorded in ``known_hashes.json`` beside it. Returns :func:`verify`'s dict."""
+    has its size and SHA-256 recorded in ``known_hashes.json`` beside it. Returns :func:`verify`'s dict.
+
+    A file that is not a checkpoint cannot be loaded here, so its registry hash is all there is:
+    without one it is refused.
+    """
     entry = get_entry(name)
     path = Path(path)
     known = check_hash(name, path)
+    if entry.format != CHECKPOINT:
+        if known is None:
+            raise CheckpointError(f"{path}: the registry has no size and SHA-256 for this {entry.format} file of "
+                                  f"{name}, and it cannot be checked otherwise")
+        return _identity(entry, path)
     info = verify(path, expected_arch=entry.arch)
     if known is None:
         record = _read_record(path.parent)
-        record[entry.file] = {"size": info["size"], "sha256": info["sha256"]}
+        record[Path(_file_of(entry, path).file).name] = {"size": info["size"], "sha256": info["sha256"]}
         _write_record(path.parent, record)
     return info
 
@@ -282,23 +365,37 @@ def _looked_in() -> str:
     return ", ".join(str(folder) for folder in search_dirs())
 
 
-def download(name: str, *, progress: bool = True, url: str | None = None) -> Path:
-    """Fetch the file of ``name`` into the download folder (resumable, verified, atomic).
+def download_files(name: str, *, progress: bool = True, url: str | None = None) -> list[Path]:
+    """Fetch every file of ``name`` into the download folder (resumable, verified, atomic).
 
-    A file already present anywhere in the lookup is checked and returned instead.
+    A file already present anywhere in the lookup is checked and returned instead. ``url``
+    replaces the registry's address, so it is for a model of one file only.
     """
     entry = get_entry(name)
-    found = find(name)
+    if url is not None and len(entry.files) > 1:
+        raise SiamtrackError(f"{name} has {len(entry.files)} files and --url names one: download without --url, "
+                             f"or put {', '.join(f.file for f in entry.files)} in a weights folder")
+    return [_download_one(entry, wf, progress, url) for wf in entry.files]
+
+
+def download(name: str, *, progress: bool = True, url: str | None = None) -> Path:
+    """:func:`download_files`, returning the (first) file: all there is of a checkpoint."""
+    return download_files(name, progress=progress, url=url)[0]
+
+
+def _download_one(entry: WeightsEntry, wf: WeightsFile, progress: bool, url: str | None) -> Path:
+    found = _find_file(wf.file)
     if found is not None:
         return _checked(entry, found)
-    dest = download_dir() / entry.file
-    source = url or entry.url
+    dest = download_dir() / wf.file
+    source = url or wf.url
     if not source:
-        raise SiamtrackError(f"{name} is not downloadable; expected it at {dest} (looked in {_looked_in()})")
+        raise SiamtrackError(f"{entry.name} is not downloadable; expected it at {dest} (looked in {_looked_in()})")
     if not _writable(dest.parent):
-        raise SiamtrackError(f"no writable folder to download {entry.file} into (tried "
+        raise SiamtrackError(f"no writable folder to download {wf.file} into (tried "
                              f"{', '.join(str(d) for d in search_dirs() if d.resolve() != PACKAGE_DIR)}); "
                              f"set {ENV_DIR} to a folder you can write")
+    use_instead = f"(or set {ENV_DIR}" + (", or pass --checkpoint FILE)" if entry.format == CHECKPOINT else ")")
 
     def check(part: Path) -> None:
         try:
@@ -306,21 +403,21 @@ def download(name: str, *, progress: bool = True, url: str | None = None) -> Pat
         except CheckpointError as exc:
             raise CheckpointError(f"the file downloaded from {source} is not a valid {entry.arch} checkpoint "
                                   f"({str(exc).split(': ', 1)[-1]}); it was deleted. Put a good copy at {dest} "
-                                  f"(or set {ENV_DIR}, or pass --checkpoint FILE)") from None
+                                  f"{use_instead}") from None
 
-    bar = _progress_bar(entry.file) if progress else None
+    verify_part = check if entry.format == CHECKPOINT else None
+    bar = _progress_bar(wf.file) if progress else None
     try:
         if bar is None:
-            download_file(source, dest, sha256=entry.sha256, size=entry.size, verify=check)
+            download_file(source, dest, sha256=wf.sha256, size=wf.size, verify=verify_part)
         else:
             with bar as (callback):
-                download_file(source, dest, sha256=entry.sha256, size=entry.size, verify=check,
+                download_file(source, dest, sha256=wf.sha256, size=wf.size, verify=verify_part,
                               progress=callback)
     except WeightsDownloadError as exc:
         raise WeightsDownloadError(
-            f"{exc}. Download {entry.file} by hand from {source} and put it at {dest} "
-            f"(or set {ENV_DIR} to its folder, or pass --checkpoint FILE)") from None
-    check_known_hash(name, dest)
+            f"{exc}. Download {wf.file} by hand from {source} and put it at {dest} {use_instead}") from None
+    check_known_hash(entry.name, dest)
     return dest
 
 
@@ -347,36 +444,48 @@ class _progress_bar:
         self.progress.__exit__(*exc)
 
 
-def _not_found(entry: WeightsEntry) -> SiamtrackError:
-    todo = f"run `siamtrack weights download {entry.name}`" if entry.url else f"put {entry.file} there"
-    return SiamtrackError(f"weights for {entry.name} not found at {download_dir() / entry.file} "
-                          f"(looked in {_looked_in()}); {todo} or pass --checkpoint FILE")
+def _not_found(entry: WeightsEntry, missing: list[WeightsFile] | None = None) -> SiamtrackError:
+    """The one-line error for files of ``entry`` that no lookup folder has (all its files if not said)."""
+    missing = missing or list(entry.files)
+    names = ", ".join(f.file for f in missing)
+    todo = f"run `siamtrack weights download {entry.name}`" if all(f.url for f in missing) else f"put {names} there"
+    where = ", ".join(str(download_dir() / f.file) for f in missing)
+    alternative = " or pass --checkpoint FILE" if entry.format == CHECKPOINT else ""
+    return SiamtrackError(f"weights for {entry.name} not found at {where} (looked in {_looked_in()}); "
+                          f"{todo}{alternative}")
 
 
-def resolve(name: str | None = None, *, download_missing: bool = True) -> tuple[WeightsEntry, Path]:
-    """The registry entry and local file of ``name`` (default model if None), downloading if needed.
+def resolve_files(name: str | None = None, *, download_missing: bool = True) -> tuple[WeightsEntry, list[Path]]:
+    """The registry entry and local files of ``name`` (default model if None), downloading if needed.
 
-    The file is the first found in :func:`search_dirs`; its size and SHA-256 are checked against
+    Each file is the first found in :func:`search_dirs`; its size and SHA-256 are checked against
     the registry or the first-use record (a mismatch is a :class:`CheckpointError`).
     """
     entry = get_entry(name or default_name())
-    path = find(entry.name)
-    if path is None:
-        if not download_missing or not entry.url:
-            raise _not_found(entry)
-        return entry, download(entry.name)
-    return entry, _checked(entry, path)
+    found = find_files(entry.name)
+    missing = [f for f, p in zip(entry.files, found, strict=True) if p is None]
+    if missing:
+        if not download_missing or not all(f.url for f in missing):
+            raise _not_found(entry, missing)
+        return entry, download_files(entry.name)
+    return entry, [_checked(entry, p) for p in found]
+
+
+def resolve(name: str | None = None, *, download_missing: bool = True) -> tuple[WeightsEntry, Path]:
+    """:func:`resolve_files` with the (first) file: all there is of a checkpoint."""
+    entry, paths = resolve_files(name, download_missing=download_missing)
+    return entry, paths[0]
 
 
 def verify_file(path: str | Path) -> dict[str, Any]:
     """``siamtrack weights verify FILE``: :func:`verify`, plus how the file compares with what is
     known of a registry file of the same name (``check``). A mismatch raises :class:`CheckpointError`."""
     path = Path(path)
-    entry = next((e for e in list_entries() if e.file == path.name), None)
+    entry = next((e for e in list_entries() for f in e.files if Path(f.file).name == path.name), None)
     if entry is None:
         return {**verify(path), "check": "not a registry file name: no recorded hash to compare with"}
     where = check_hash(entry.name, path)
-    info = verify(path, expected_arch=entry.arch)
+    info = verify(path, expected_arch=entry.arch) if entry.format == CHECKPOINT else _identity(entry, path)
     if where is None:
         check = f"no recorded hash for {entry.name} in {path.parent} yet (recorded on first use)"
     else:
@@ -384,19 +493,24 @@ def verify_file(path: str | Path) -> dict[str, Any]:
     return {**info, "check": check}
 
 
-def verify_name(name: str) -> dict[str, Any]:
-    """``siamtrack weights verify NAME``: find the file of a registry model, check it fully (recording
-    its hash on first use) and return :func:`verify`'s dict plus ``path`` and ``check``."""
-    path = find(name)
-    if path is None:
-        raise _not_found(get_entry(name))
-    where = check_hash(name, path)
-    info = check_known_hash(name, path)
-    if where is None:
-        check = f"first use: size and SHA-256 recorded in {path.parent / HASH_RECORD}"
-    else:
-        check = f"size and SHA-256 match the {where if where == 'registry' else 'record ' + where}"
-    return {**info, "path": str(path), "check": check}
+def verify_name(name: str) -> list[dict[str, Any]]:
+    """``siamtrack weights verify NAME``: find the files of a registry model, check each fully (recording
+    a checkpoint's hash on first use); per file :func:`verify`'s dict plus ``path`` and ``check``."""
+    entry = get_entry(name)
+    found = find_files(name)
+    missing = [f for f, p in zip(entry.files, found, strict=True) if p is None]
+    if missing:
+        raise _not_found(entry, missing)
+    out = []
+    for path in found:
+        where = check_hash(name, path)
+        info = check_known_hash(name, path)
+        if where is None:
+            check = f"first use: size and SHA-256 recorded in {path.parent / HASH_RECORD}"
+        else:
+            check = f"size and SHA-256 match the {where if where == 'registry' else 'record ' + where}"
+        out.append({**info, "path": str(path), "check": check})
+    return out
 
 
 def export(src: str | Path, dst: str | Path, *, half: bool = True) -> dict[str, Any]:
