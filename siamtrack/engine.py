@@ -10,8 +10,8 @@ Precision modes:
 * ``bf16``: the search trunk in bfloat16 (CPUs with native bf16: AVX512-BF16 or AMX; CUDA), the
   template, heads and refine in fp32, and a frame whose decision is a near-tie re-decided in fp32;
 * ``fp16``: the same with float16 (CUDA only);
-* ``auto``: fp16 on CUDA; bf16 for the official architecture on CPUs with AMX (validated and
-  measured faster); fp32 elsewhere (see ``auto_precision``).
+* ``auto``: fp16 on CUDA; bf16 for the official architecture on CPUs with native bf16 (validated
+  and measured faster); fp32 elsewhere (see ``auto_precision``).
 """
 
 from __future__ import annotations
@@ -42,11 +42,6 @@ def _cpu_flags() -> frozenset[str]:
 def cpu_has_native_bf16() -> bool:
     """True when the CPU executes bf16 dot products natively (AVX512-BF16 or AMX)."""
     return bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
-
-
-def cpu_has_amx() -> bool:
-    """True when the CPU has AMX tiles for bf16 (Intel Sapphire Rapids and later)."""
-    return "amx_bf16" in _cpu_flags()
 
 
 # Architectures whose bf16 trunk is validated against fp32 (tests/test_bf16.py). siammask-lite loses
@@ -85,15 +80,14 @@ def choose_precision(precision: str, device: torch.device, arch: str = "siammask
 def auto_precision(device: torch.device, arch: str) -> str:
     """What ``--precision auto`` runs: the fastest mode whose decisions are validated against fp32.
 
-    CUDA: fp16. CPUs with AMX: bf16 for the architectures in ``BF16_AUTO_ARCHS`` (tests/test_bf16.py
-    holds their decisions and masks to fp32's on AMX, AVX512-BF16 and emulated bf16). Other CPUs:
-    fp32 -- without AMX the bf16 gain is at most 1.9x on the official trunk (Zen 4's AVX512-BF16,
-    docs/eval.md), and each near-tie then pays an fp32 trunk on top; without native bf16, bf16 is
-    emulated and slower than fp32.
+    CUDA: fp16. CPUs with native bf16 (AMX, or AVX512-BF16 as on Zen 4): bf16 for the architectures
+    in ``BF16_AUTO_ARCHS`` -- tests/test_bf16.py holds their decisions and masks to fp32's there
+    (run on AMX and with oneDNN restricted to AVX512-BF16), and the official trunk runs 1.6x (Zen 4)
+    or more (AMX) faster. Other CPUs: fp32, since bf16 would be emulated and slower.
     """
     if device.type == "cuda":
         return "fp16"
-    return "bf16" if cpu_has_amx() and arch in BF16_AUTO_ARCHS else "fp32"
+    return "bf16" if cpu_has_native_bf16() and arch in BF16_AUTO_ARCHS else "fp32"
 
 
 def _to_float(tensors):

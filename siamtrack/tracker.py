@@ -226,6 +226,13 @@ def _replace_row(kernels: Any, obj_id: int, new: Any) -> Any:
     return type(kernels)(*(_replace_row(k, obj_id, n) for k, n in zip(kernels, new, strict=True)))
 
 
+def _select_rows(kernels: Any, sel: torch.Tensor) -> Any:
+    """Rows ``sel`` of ``kernels`` (a tensor, or a tuple of them, as ``_replace_row``)."""
+    if isinstance(kernels, torch.Tensor):
+        return kernels.index_select(0, sel)
+    return type(kernels)(*(_select_rows(k, sel) for k in kernels))
+
+
 @dataclass
 class ObjectState:
     """What the tracker carries from frame to frame for one object (centre/size are float64)."""
@@ -561,8 +568,7 @@ class Tracker:
         """The template kernels of objects ``idx`` (in that order; repeats allowed)."""
         if idx == list(range(len(self.states))):
             return self._kernels
-        sel = torch.tensor(idx, device=self.device)
-        return type(self._kernels)(*(k.index_select(0, sel) for k in self._kernels))
+        return _select_rows(self._kernels, torch.tensor(idx, device=self.device))
 
     def track(self, frame: np.ndarray, *, color: str = "bgr") -> list[TrackResult]:
         """Advance every object by one frame.

@@ -72,29 +72,16 @@ def test_decision_margin_is_the_lead_over_the_best_other_cell():
     assert geo.decision_margin(np.full(4, -np.inf), 2) == math.inf
 
 
-class _Shifted(torch.nn.Module):
+class _Shifted(engine._HalfTrunk):
     """A stand-in for a half-precision network: its fast trunk sees the crop shifted by a cell (an
     error that moves decisions), its ``exact_backbone`` is the true one."""
 
     def __init__(self, net, margin: float) -> None:
-        super().__init__()
-        self.inner = net
+        super().__init__(net, "cpu", torch.bfloat16)
         self.decision_margin = margin
-
-    def template(self, z):
-        return self.inner.template(z)
 
     def backbone(self, x):
         return self.inner.backbone(torch.roll(x, 8, dims=3))
-
-    def exact_backbone(self, x):
-        return self.inner.backbone(x)
-
-    def heads(self, feats, kernels):
-        return self.inner.heads(feats, kernels)
-
-    def refine(self, feats, rows, cols, batch_idx=None):
-        return self.inner.refine(feats, rows, cols, batch_idx)
 
 
 @pytest.mark.parametrize("margin,redone", [(math.inf, True), (0.0, False)])
@@ -167,7 +154,7 @@ def test_bf16_keeps_fp32_decisions_on_the_golden_sequences(golden_dir, golden_ch
 
 @pytest.mark.parametrize("flags,sharp,lite", [
     ({"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}, "bf16", "fp32"),  # Sapphire Rapids and later
-    ({"avx512f", "avx512_bf16"}, "fp32", "fp32"),  # Zen 4: native bf16 dot products, no AMX
+    ({"avx512f", "avx512_bf16"}, "bf16", "fp32"),  # Zen 4: native bf16 dot products, no AMX
     ({"avx2", "fma"}, "fp32", "fp32"),  # bf16 emulated
 ], ids=["amx", "avx512-bf16", "no-bf16"])
 def test_auto_precision_per_cpu_kind(monkeypatch, flags, sharp, lite):

@@ -241,3 +241,20 @@ def test_lost_options_reach_the_preset():
     out = runner.invoke(cmd, ["--lost-score", "0.2", "--found-score", "0.95", "--no-redetect", "--no-lost-state"])
     assert json.loads(out.output) == {"found_score": 0.95, "lost_score": 0.2, "lost_state": False, "redetect": False}
     assert runner.invoke(cmd, ["--lost-score", "1.5"]).exit_code == 2
+
+
+def test_a_lost_object_beside_a_tracked_one_on_the_reference_path(tracker):
+    """fp32-reference keeps the template feature, not kernels (one tensor, not a tuple): selecting the
+    rows of the objects still tracked works there too, and gives fp32's states."""
+    from siamtrack.io.synthetic import scenario
+    from siamtrack.tracker import Tracker
+
+    frames = list(scenario("exit", size=SIZE, seed=2))
+    first, _ = hidden_span(frames[1:])
+    frames = frames[:first + 6]  # up to a few frames after the exit: object 0 lost, object 1 tracked
+    still = (20.0, 200.0, 60.0, 50.0)
+    reference = Tracker.from_pretrained(device="cpu", precision="fp32-reference")
+    ref, _ = run_clip(reference, frames, [frames[0].box, still])
+    fast, _ = run_clip(tracker, frames, [frames[0].box, still])
+    assert ref[-1][0].state == LOST and ref[-1][1].state != LOST
+    assert [[r.state for r in rs] for rs in ref] == [[r.state for r in rs] for rs in fast]
