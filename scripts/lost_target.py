@@ -144,9 +144,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seqs", default=None)
     ap.add_argument("--preset", default=None, help="JSON of preset fields to change")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--model", default=None, help="registry model (default: the default model)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    tracker = Tracker.from_pretrained(device="cpu")
+    tracker = Tracker.from_pretrained(args.model, device="cpu")
     if args.preset:
         tracker.with_preset(**json.loads(args.preset))
     if args.what == "scenarios":

@@ -22,6 +22,16 @@ PRESET_VALUES: dict[str, dict[str, Any]] = {
     # siammask-lite's fallback for a checkpoint that carries no preset of its own (the shipped one
     # carries its tuned preset): the DAVIS values, named apart so that a run says which it used.
     "lite-untuned": _DAVIS,
+    # NanoTrack (HonglinChu/SiamTrackers NanoTrack/models/config/configv3.yaml, configv2.yaml): its
+    # tracker crops as PySOT's does; box-only, so seg_thr is unused
+    # lost_score/uncertain_score: NanoTrack's score stays high on background (siamtrack.tracker.NANO_LOST_TUNING)
+    "nanotrack-v3": {"penalty_k": 0.138, "window_influence": 0.455, "lr": 0.348, "seg_thr": 0.5, "style": "pysot",
+                     "lost_score": 0.7, "uncertain_score": 0.8},
+    "nanotrack-v2": {"penalty_k": 0.150, "window_influence": 0.490, "lr": 0.385, "seg_thr": 0.5, "style": "pysot"},
+    # cv2.TrackerNano's fixed values (OpenCV modules/video/src/tracking/tracker_nano.cpp) and crop
+    # conventions; no lost state (it has none): what reproduces its boxes with the v2 weights
+    "nanotrack-opencv": {"penalty_k": 0.055, "window_influence": 0.455, "lr": 0.37, "seg_thr": 0.5,
+                         "style": "opencv", "lost_state": False},
 }
 PRECISIONS = ("auto", "fp32", "fp32-reference", "bf16", "fp16", "int8")
 # torch runs every precision but int8; onnxruntime (CPU) runs auto (= fp32), fp32 and int8.

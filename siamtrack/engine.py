@@ -60,7 +60,7 @@ HALF_DECISION_MARGIN = 0.002
 # each convolution with its activation and keeps the weights pre-packed: siammask-lite's
 # inverted-residual trunk (many small, memory-bound layers) runs about 2x faster with identical
 # outputs; the ResNet-50 trunk (large compute-bound GEMMs) gains nothing measurable, so it stays eager.
-FROZEN_TRUNK_ARCHS = {"siammask_lite": "trunk"}
+FROZEN_TRUNK_ARCHS = {"siammask_lite": "trunk", "nanotrack_v3": "trunk", "nanotrack_v2": "trunk"}
 
 
 def choose_precision(precision: str, device: torch.device, arch: str = "siammask_sharp") -> str:
@@ -91,7 +91,9 @@ def auto_precision(device: torch.device, arch: str) -> str:
 
 
 def _to_float(tensors):
-    """The same (named) tuple of tensors in float32."""
+    """The same tensor, or (named) tuple of tensors, in float32."""
+    if isinstance(tensors, torch.Tensor):
+        return tensors.float()
     floats = [t.float() for t in tensors]
     return type(tensors)(*floats) if hasattr(tensors, "_fields") else tuple(floats)
 
@@ -242,19 +244,20 @@ def grad_context(precision: str):
     return contextlib.nullcontext() if precision == "fp32-reference" else torch.inference_mode()
 
 
-def count_track_flops(net: nn.Module, device: torch.device) -> int:
-    """FLOPs of one track step (search backbone, heads, refine at one cell) for one object."""
+def count_track_flops(net: nn.Module, device: torch.device, *, masks: bool = True) -> int:
+    """FLOPs of one track step (search backbone, heads, refine at one cell unless the head makes no
+    masks) for one object."""
     frozen = [m for m in net.modules() if isinstance(m, _FrozenTrunk)]
     for m in frozen:
         m.eager = True
     try:
-        return _count_flops(net, device)
+        return _count_flops(net, device, masks)
     finally:
         for m in frozen:
             m.eager = False
 
 
-def _count_flops(net: nn.Module, device: torch.device) -> int:
+def _count_flops(net: nn.Module, device: torch.device, masks: bool) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
     with torch.inference_mode():
@@ -264,6 +267,7 @@ def _count_flops(net: nn.Module, device: torch.device) -> int:
         with counter:
             feats = net.backbone(x)
             _, _, search = net.heads(feats, kernels)
-            cell = torch.tensor([12], device=device)
-            net.refine(search, cell, cell)
+            if masks:
+                cell = torch.tensor([12], device=device)
+                net.refine(search, cell, cell)
     return int(counter.get_total_flops())

@@ -46,11 +46,15 @@ def search_side(size_wh: Sequence[float], context: float = 0.5) -> float:
     return s_z + 2 * pad
 
 
-def crop_origin(center: float, side: int, half_up: bool = False) -> int:
+def crop_origin(center: float, side: int, half_up: bool = False, *, truncate: bool = False) -> int:
     """Left/top pixel of a ``side``-wide window centred at ``center``.
 
-    The official tracker rounds half to even (Python ``round``); PySOT rounds half up.
+    The official tracker rounds half to even (Python ``round``); PySOT rounds half up;
+    OpenCV's ``TrackerNano`` (``truncate``) cuts the centre to an integer first and subtracts
+    ``(side + 1) // 2``.
     """
+    if truncate:
+        return int(center) - (side + 1) // 2
     v = center - (side + 1) / 2
     return int(math.floor(v + 0.5)) if half_up else int(round(v))
 
@@ -62,6 +66,8 @@ def context_crop(
     out_size: int,
     pad_color: np.ndarray | Sequence[float],
     half_up: bool = False,
+    *,
+    truncate: bool = False,
 ) -> np.ndarray:
     """Square crop of ``round(crop_side)`` pixels at ``center_xy``, padded, resized to ``out_size``.
 
@@ -73,8 +79,8 @@ def context_crop(
     side = int(round(crop_side))
     if side < 1:
         raise ValueError(f"crop side must be >= 1, got {crop_side}")
-    x0 = crop_origin(float(center_xy[0]), side, half_up)
-    y0 = crop_origin(float(center_xy[1]), side, half_up)
+    x0 = crop_origin(float(center_xy[0]), side, half_up, truncate=truncate)
+    y0 = crop_origin(float(center_xy[1]), side, half_up, truncate=truncate)
     h, w = image.shape[:2]
     ix0, iy0 = max(x0, 0), max(y0, 0)
     ix1, iy1 = min(x0 + side, w), min(y0 + side, h)
@@ -271,9 +277,13 @@ def rotated_box_from_mask(binary: np.ndarray, fallback_center: Sequence[float],
             pts = cv2.boxPoints(rect).astype(np.float64)
             (cx, cy), (w, h), angle = rect
             return RotatedBox(pts, float(cx), float(cy), float(w), float(h), float(angle)), "mask"
-    pts = box_corners(fallback_center, fallback_size)
-    cx, cy = float(fallback_center[0]), float(fallback_center[1])
-    return RotatedBox(pts, cx, cy, float(fallback_size[0]), float(fallback_size[1]), 0.0), "box"
+    return state_box(fallback_center, fallback_size), "box"
+
+
+def state_box(center: Sequence[float], size: Sequence[float]) -> RotatedBox:
+    """The axis-aligned box of a tracker state as a rotated box (angle 0)."""
+    return RotatedBox(box_corners(center, size), float(center[0]), float(center[1]), float(size[0]),
+                      float(size[1]), 0.0)
 
 
 def clip_state(center: np.ndarray, size: np.ndarray, frame_wh: tuple[int, int],

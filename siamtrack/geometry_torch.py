@@ -53,11 +53,12 @@ def resize_linear_u8(patch: torch.Tensor, out_size: int) -> torch.Tensor:
 
 
 def context_crop_torch(frame: torch.Tensor, center_xy: Sequence[float], crop_side: float, out_size: int,
-                       pad_color: np.ndarray | Sequence[float], half_up: bool = False) -> torch.Tensor:
+                       pad_color: np.ndarray | Sequence[float], half_up: bool = False, *,
+                       truncate: bool = False) -> torch.Tensor:
     """Same result as :func:`siamtrack.geometry.context_crop` for an (H, W, 3) uint8 tensor."""
     side = int(round(crop_side))
-    x0 = crop_origin(float(center_xy[0]), side, half_up)
-    y0 = crop_origin(float(center_xy[1]), side, half_up)
+    x0 = crop_origin(float(center_xy[0]), side, half_up, truncate=truncate)
+    y0 = crop_origin(float(center_xy[1]), side, half_up, truncate=truncate)
     h, w = frame.shape[:2]
     ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
     if ix0 == x0 and iy0 == y0 and ix1 == x0 + side and iy1 == y0 + side:

@@ -8,6 +8,12 @@ Three graphs, split where the tracker's own decisions sit between them (docs/cli
 * ``refine.onnx``: those four and the chosen cell ``row``, ``col`` (int64, shape (1,)) -> ``mask`` logits
   (1,127,127): the windows around the cell are cut inside the graph, so a runtime needs no offsets.
 
+A box-only network (NanoTrack, no refine) has two graphs instead (``BOX_GRAPHS``):
+
+* ``template.onnx``: ``z`` (N,3,127,127) -> ``zf``, the template features, once per object;
+* ``search.onnx``: ``x`` (1,3,255,255) and one object's ``zf`` -> ``cls``, ``loc`` (l/t/r/b) and
+  ``corr`` (the appearance evidence), every frame; the template-side adapters run inside it.
+
 Crops are raw BGR float32 0..255, NCHW, as the tracker feeds every architecture. The search graph
 holds one object: the depth-wise correlation is a grouped convolution whose group count (batch x
 channels) ONNX fixes in the graph, so several objects are several runs. A sidecar JSON
@@ -34,6 +40,7 @@ from siamtrack.models.siammask import Refine, TemplateKernels
 
 SIDECAR = "siamtrack-onnx.json"
 GRAPHS = ("template", "search", "refine")
+BOX_GRAPHS = ("template", "search")
 OPSET = 17
 # Bumped when the graphs change: the cached exports of older versions are not reused.
 FORMAT = 2
@@ -55,6 +62,36 @@ class _Template(nn.Module):
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         return tuple(self.net.template(z))
+
+
+class _BoxTemplate(nn.Module):
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net.template_features(z)
+
+
+class _BoxSearch(nn.Module):
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Tensor, zf: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        cls, loc, search = self.net.track(x, self.net.kernels(zf))
+        return cls, loc, search.corr
+
+
+def box_only(model: nn.Module) -> bool:
+    """Whether ``model``'s head decoder makes no masks (its export has ``BOX_GRAPHS``)."""
+    from siamtrack.decoders import decoder_for
+
+    return not decoder_for(model).masks
+
+
+def graph_names(model: nn.Module) -> tuple[str, ...]:
+    return BOX_GRAPHS if box_only(model) else GRAPHS
 
 
 class _Search(nn.Module):
@@ -98,12 +135,14 @@ def _refine_module(net: nn.Module) -> Refine:
 
 
 def graph_modules(model: nn.Module) -> dict[str, nn.Module]:
-    """The three exported computations as modules over a BatchNorm-folded copy of ``model``."""
+    """The exported computations as modules over a BatchNorm-folded copy of ``model``."""
     from siamtrack.engine import fold_batchnorm
 
     net = fold_batchnorm(copy.deepcopy(model).float().eval())
     for p in net.parameters():
         p.requires_grad_(False)
+    if box_only(model):
+        return {"template": _BoxTemplate(net), "search": _BoxSearch(net)}
     return {"template": _Template(net), "search": _Search(net),
             "refine": _RefineAt(_refine_module(net), tuple(net.refine_pads))}
 
@@ -113,6 +152,9 @@ def example_inputs(model: nn.Module, seed: int = 0) -> dict[str, tuple[Tensor, .
     g = torch.Generator().manual_seed(seed)
     z = torch.rand(1, 3, 127, 127, generator=g) * 255
     x = torch.rand(1, 3, 255, 255, generator=g) * 255
+    if box_only(model):
+        with torch.inference_mode():
+            return {"template": (z,), "search": (x, model.eval().template_features(z))}
     with torch.inference_mode():
         kernels = tuple(model.eval().template(z))
         feats = tuple(model.track(x, TemplateKernels(*kernels))[2])
@@ -120,8 +162,10 @@ def example_inputs(model: nn.Module, seed: int = 0) -> dict[str, tuple[Tensor, .
     return {"template": (z,), "search": (x, *kernels), "refine": (*feats, *cell)}
 
 
-def io_names(graph: str) -> tuple[list[str], list[str]]:
-    """Input and output names of a graph."""
+def io_names(graph: str, box: bool = False) -> tuple[list[str], list[str]]:
+    """Input and output names of a graph (``box``: of a box-only network's graph)."""
+    if box:
+        return {"template": (["z"], ["zf"]), "search": (["x", "zf"], ["cls", "loc", "corr"])}[graph]
     return {
         "template": (["z"], list(KERNELS)),
         "search": (["x", *KERNELS], ["cls", "loc", *FEATURES]),
@@ -146,8 +190,8 @@ def export_graphs(model: nn.Module, out: Path, *, opset: int = OPSET) -> dict[st
     modules = graph_modules(model)
     inputs = example_inputs(model)
     described = {}
-    for graph in GRAPHS:
-        names_in, names_out = io_names(graph)
+    for graph in graph_names(model):
+        names_in, names_out = io_names(graph, box_only(model))
         batch = "N" if graph == "template" else None
         dynamic = {n: {0: "N"} for n in names_in + names_out} if batch else None
         with torch.inference_mode(), warnings.catch_warnings():
@@ -199,10 +243,10 @@ def check_graphs(folder: Path, model: nn.Module, threads: int = 1) -> dict[str, 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     diffs = {}
-    for graph in GRAPHS:
+    for graph in graph_names(model):
         path = folder / f"{graph}.onnx"
         onnx.checker.check_model(str(path), full_check=True)
-        names_in, _ = io_names(graph)
+        names_in, _ = io_names(graph, box_only(model))
         session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         got = session.run(None, {n: t.numpy() for n, t in zip(names_in, inputs[graph], strict=True)})
         with torch.inference_mode():
@@ -229,7 +273,8 @@ def write_export(model: nn.Module, out: str | Path, meta: dict[str, Any], *, ops
         graphs = export_graphs(model, tmp, opset=opset)
         sidecar = {"format": FORMAT, "siamtrack": __version__, "torch": torch.__version__, "opset": opset,
                    "precision": "fp32", **meta, "arch": model.arch, "graphs": graphs,
-                   "flops_per_step": count_track_flops(model.eval(), torch.device("cpu")),
+                   "box_only": box_only(model),
+                   "flops_per_step": count_track_flops(model.eval(), torch.device("cpu"), masks=not box_only(model)),
                    "max_abs_diff_vs_torch": check_graphs(tmp, model)}
         (tmp / SIDECAR).write_text(json.dumps(sidecar, indent=1) + "\n")
     return sidecar
@@ -242,7 +287,8 @@ def read_sidecar(folder: str | Path) -> dict[str, Any]:
         sidecar = json.loads(path.read_text())
     except (OSError, ValueError):
         raise SiamtrackError(f"{folder} is not a siamtrack ONNX export (no readable {SIDECAR})") from None
-    missing = [g for g in GRAPHS if not (Path(folder) / sidecar.get("graphs", {}).get(g, {}).get("file", "")).is_file()]
+    wanted = BOX_GRAPHS if sidecar.get("box_only") else GRAPHS
+    missing = [g for g in wanted if not (Path(folder) / sidecar.get("graphs", {}).get(g, {}).get("file", "")).is_file()]
     if missing:
         raise SiamtrackError(f"{folder}: the export lacks {', '.join(missing)}.onnx")
     return sidecar

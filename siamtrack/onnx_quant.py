@@ -136,6 +136,13 @@ def _quiet_root_logger() -> Iterator[None]:
         root.removeHandler(handler)
 
 
+def check_quantizable(sidecar: dict[str, Any]) -> None:
+    """int8 is calibrated on the SiamMask graphs; a box-only export (NanoTrack) is refused in one line."""
+    if sidecar.get("box_only"):
+        raise SiamtrackError(f"int8 covers the SiamMask networks; {sidecar['arch']} (boxes only) runs fp32 on the "
+                             "onnxruntime backend")
+
+
 def write_int8(fp32: str | Path, out: str | Path, calibration: str | Path, *, replace: bool = True) -> dict[str, Any]:
     """Quantize the float32 export ``fp32`` into the folder ``out`` (in one step), calibrated on crops
     of the videos in ``calibration``; returns the new sidecar (``replace``: as in ``write_export``)."""
@@ -143,6 +150,7 @@ def write_int8(fp32: str | Path, out: str | Path, calibration: str | Path, *, re
 
     fp32 = Path(fp32)
     sidecar = read_sidecar(fp32)
+    check_quantizable(sidecar)
     crops = calibration_crops(calibration)
     feeds = calibration_feeds(fp32, crops)
     with atomic_folder(out, SIDECAR, replace=replace) as tmp, _quiet_root_logger():

@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from siamtrack.choices import BACKEND_PRECISIONS
 from siamtrack.errors import SiamtrackError
+from siamtrack.models.nanotrack import NanoSearch
 from siamtrack.models.siammask import SearchFeatures, TemplateKernels
 from siamtrack.onnx_export import FEATURES, FORMAT, KERNELS, SIDECAR, onnx_missing, read_sidecar
 
@@ -78,8 +79,9 @@ def cached_export(model: nn.Module, precision: str, *, model_name: str | None = 
         write_export(model, fp32, meta, replace=False)  # a concurrent process's finished export stays
     if precision == "fp32":
         return fp32
-    from siamtrack.onnx_quant import calibration_root, write_int8
+    from siamtrack.onnx_quant import calibration_root, check_quantizable, write_int8
 
+    check_quantizable(read_sidecar(fp32))
     int8 = root / "int8"
     if not (int8 / SIDECAR).is_file():
         source = calibration_root()
@@ -155,6 +157,27 @@ class OrtNetwork:
         return torch.from_numpy(np.concatenate(masks))
 
 
+class BoxTemplate(NamedTuple):
+    """What a box-only export keeps per object: the template features (its adapters run in the search graph)."""
+
+    zf: Tensor
+
+
+class OrtBoxNetwork(OrtNetwork):
+    """A box-only export (``BOX_GRAPHS``): no refine; ``heads`` gives the score and l/t/r/b maps and the
+    correlation feature as ``NanoSearch``."""
+
+    def template(self, z: Tensor) -> BoxTemplate:
+        (zf,) = self._run("template", {"z": _array(z)})
+        return BoxTemplate(torch.from_numpy(zf))
+
+    def heads(self, crops: np.ndarray, kernels: BoxTemplate) -> tuple[Tensor, Tensor, NanoSearch]:
+        zf = _array(kernels.zf)
+        runs = [self._run("search", {"x": crops[j:j + 1], "zf": zf[j:j + 1]}) for j in range(len(crops))]
+        cls, loc, corr = (torch.from_numpy(np.concatenate(parts)) for parts in zip(*runs, strict=True))
+        return cls, loc, NanoSearch(corr)
+
+
 def _array(t: Tensor | np.ndarray) -> np.ndarray:
     """A C-contiguous float32 (or int64) array of a CPU tensor, without a copy where it already is one."""
     a = t.numpy() if isinstance(t, Tensor) else t
@@ -167,4 +190,5 @@ def ort_network(model: nn.Module, precision: str, *, threads: int | None = None,
     _import_ort()
     mode = choose_ort_precision(precision)
     folder = cached_export(model, mode, model_name=model_name)
-    return OrtNetwork(folder, threads), mode
+    kind = OrtBoxNetwork if read_sidecar(folder).get("box_only") else OrtNetwork
+    return kind(folder, threads), mode

@@ -96,7 +96,8 @@ class OutDir:
 
 
 def run_meta(tracker: Any, src: Any, source_label: str, boxes: list[tuple[float, ...]], start: int) -> dict:
-    """What tracks.json says about the run: source, model, preset, versions, fps."""
+    """What tracks.json says about the run: source, model, preset, versions, fps, and where masks come
+    from (``mask_source``: ``network``, or ``box`` for a box-only model, whose masks are its filled boxes)."""
     import platform
 
     import cv2
@@ -123,7 +124,8 @@ def run_meta(tracker: Any, src: Any, source_label: str, boxes: list[tuple[float,
             "rotation": getattr(src, "rotation", 0), "start": start,
             "model": tracker.model_name, "arch": tracker.arch, "preset": preset,
             "precision": tracker.precision, "backend": getattr(tracker, "backend", None),
-            "device": str(tracker.device), "versions": versions,
+            "device": str(tracker.device), "mask_source": getattr(tracker, "mask_source", None),
+            "versions": versions,
             "objects": [{"obj_id": i, "init_box": [round(v, 3) for v in b]} for i, b in enumerate(boxes)]}
 
 

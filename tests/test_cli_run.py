@@ -365,7 +365,8 @@ def test_choices_are_the_trackers_and_the_engines():
 
     for command in (run, bench):
         choices = {p.name: list(p.type.choices) for p in command.params if hasattr(p.type, "choices")}
-        assert choices["preset"] == list(PRESETS) == ["davis", "vot", "vot18", "pysot", "lite-untuned"]
+        assert choices["preset"] == list(PRESETS) == ["davis", "vot", "vot18", "pysot", "lite-untuned",
+                                                      "nanotrack-v3", "nanotrack-v2", "nanotrack-opencv"]
         assert choices["device"] == ["auto", "cpu", "cuda"]
     choices = {p.name: list(p.type.choices) for p in run.params if hasattr(p.type, "choices")}
     assert choices["precision"] == list(PRECISIONS)

@@ -25,9 +25,11 @@ def _lite_checkpoint(path, **meta) -> str:
 
 
 def test_every_builtin_preset_has_its_own_name():
-    assert list(PRESETS) == ["davis", "vot", "vot18", "pysot", "lite-untuned"]
+    assert list(PRESETS) == ["davis", "vot", "vot18", "pysot", "lite-untuned", "nanotrack-v3", "nanotrack-v2",
+                             "nanotrack-opencv"]
     assert all(p.name == name for name, p in PRESETS.items())
-    assert DEFAULT_PRESET == {"siammask_sharp": "davis", "siammask_lite": "lite-untuned"}
+    assert DEFAULT_PRESET == {"siammask_sharp": "davis", "siammask_lite": "lite-untuned",
+                              "nanotrack_v3": "nanotrack-v3", "nanotrack_v2": "nanotrack-v2"}
     assert PRESETS["lite-untuned"].to_dict() == {**PRESETS["davis"].to_dict(), "name": "lite-untuned"}
     assert weights.get_entry("siammask-lite").preset == "lite-untuned"
 

@@ -77,7 +77,7 @@ def onnx(model: str | None, checkpoint: str | None, preset: str | None, out: str
             sidecar = write_int8(Path(tmp) / "fp32", target, source)
     rows = [("model", f"{name} ({sidecar['arch']})"), ("precision", precision), ("preset", chosen.name),
             ("opset", sidecar["opset"])]
-    rows += [(f"{g}.onnx", f"{(target / f'{g}.onnx').stat().st_size / 1e6:.1f} MB") for g in GRAPHS]
+    rows += [(f"{g}.onnx", f"{(target / f'{g}.onnx').stat().st_size / 1e6:.1f} MB") for g in sidecar["graphs"]]
     for g, diff in sidecar.get("max_abs_diff_vs_torch", {}).items():
         rows.append((f"{g} vs torch", f"max |diff| {diff:.2g}"))
     summary_table("siamtrack export onnx", rows)

@@ -8,12 +8,14 @@ from typing import Protocol, runtime_checkable
 
 from torch import Tensor, nn
 
-from siamtrack.models import lite, siammask
+from siamtrack.models import lite, nanotrack, siammask
 from siamtrack.models.siammask import SearchFeatures, TemplateKernels
 
 ARCHS: dict[str, Callable[..., nn.Module]] = {
     siammask.ARCH_NAME: siammask.build,
     lite.ARCH_NAME: lite.build,
+    nanotrack.V3: nanotrack.build_v3,
+    nanotrack.V2: nanotrack.build_v2,
 }
 
 
@@ -62,9 +64,13 @@ NETWORK_METHODS = tuple(name for name, member in vars(SiamNetwork).items()
                         if callable(member) and not name.startswith("_"))
 
 
-def missing_methods(model: object) -> list[str]:
-    """The ``SiamNetwork`` methods ``model`` lacks (empty when it implements the interface)."""
-    return [name for name in NETWORK_METHODS if not callable(getattr(model, name, None))]
+def missing_methods(model: object, *, masks: bool = True) -> list[str]:
+    """The ``SiamNetwork`` methods ``model`` lacks (empty when it implements the interface).
+
+    ``masks=False``: a box-only network (its head decoder makes no masks) needs no ``refine``.
+    """
+    needed = NETWORK_METHODS if masks else tuple(n for n in NETWORK_METHODS if n != "refine")
+    return [name for name in needed if not callable(getattr(model, name, None))]
 
 
 def build_model(arch: str, **cfg) -> nn.Module:

@@ -2,8 +2,9 @@
 
 Accepted: a flat state dict or ``{'state_dict': ...}`` with other top-level entries
 (official training checkpoints, siamtrack's own), keys with or without ``module.``,
-with or without ``num_batches_tracked``, legacy (pre-1.6) or zip serialisation, and
-PySOT's ``siammask_r50_l3`` names. Anything that does not match the target network
+with or without ``num_batches_tracked``, legacy (pre-1.6) or zip serialisation,
+PySOT's ``siammask_r50_l3`` names and NanoTrack's training checkpoints (which pickle a numpy
+scalar: the one global allowed beside tensors and plain containers). Anything that does not match the target network
 exactly is an error naming the file and the problem: no partial load.
 """
 
@@ -17,11 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from siamtrack.errors import CheckpointError
-from siamtrack.models import ARCHS, build_model
+from siamtrack.models import ARCHS, build_model, nanotrack
 
 # PySOT -> official prefixes (a one-to-one renaming, identical shapes).
 PYSOT_PREFIXES = (
@@ -33,6 +35,20 @@ PYSOT_PREFIXES = (
 )
 # Official training checkpoints name the class, not the family.
 ARCH_ALIASES = {"Custom": "siammask_sharp"}
+# NanoTrack keys that tell its versions apart.
+NANOTRACK_MARKERS = (("ban_head.down_cls.0.weight", nanotrack.V3), ("ban_head.cls_pw_tower.0.weight", nanotrack.V2))
+
+
+def _numpy_scalar_globals() -> list:
+    """What unpickling one numpy scalar imports: its reconstructor (under the name numpy 1.x and 2.x
+    files give it), ``numpy.dtype`` and the float64 dtype class. NanoTrack's checkpoints hold such a
+    scalar beside their tensors; every other global stays refused."""
+    try:
+        from numpy._core.multiarray import scalar
+    except ImportError:  # numpy 1.x
+        from numpy.core.multiarray import scalar
+    return [(scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar"),
+            np.dtype, type(np.dtype(np.float64))]
 
 
 @dataclass
@@ -51,7 +67,8 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with torch.serialization.safe_globals(_numpy_scalar_globals()):
+            return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"GLOBAL ([\w.]+)", str(exc))
         if found:
@@ -80,7 +97,16 @@ def extract_state_dict(obj: Any, source: str) -> tuple[dict[str, torch.Tensor], 
     state = {k.removeprefix("module."): v for k, v in tensors.items()}
     if any(k.startswith("backbone.") for k in state) and any(k.startswith("rpn_head.") for k in state):
         state = {_pysot_to_official(k): v for k, v in state.items()}
+    if any(k.startswith("ban_head.") for k in state):
+        state = _nanotrack_keys(state)
     return state, meta
+
+
+def _nanotrack_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """NanoTrack names: ``backbone.`` is the trunk here (``backbone`` is a method); ``neck.*`` is
+    dropped because the reference network never applies it (siamtrack.models.nanotrack)."""
+    return {("trunk." + k.removeprefix("backbone.") if k.startswith("backbone.") else k): v
+            for k, v in state.items() if not k.startswith("neck.")}
 
 
 def _pysot_to_official(key: str) -> str:
@@ -99,6 +125,9 @@ def infer_arch(state: dict[str, torch.Tensor], meta: dict[str, Any], source: str
             return arch
     if any(k.startswith("refine_model.") for k in state) and "features.features.conv1.weight" in state:
         return "siammask_sharp"
+    for key, name in NANOTRACK_MARKERS:
+        if key in state:
+            return name
     if isinstance(arch, str):
         raise CheckpointError(f"{source}: unknown architecture {arch!r}; known: {', '.join(sorted(ARCHS))}")
     return "siammask_sharp"
