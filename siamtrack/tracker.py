@@ -605,7 +605,8 @@ class Tracker:
         with self._grad_context():
             score, delta, search, picks = self._decide(x, idx, sides, self.net.backbone)
             margin = getattr(self.net, "decision_margin", None)
-            redo = [j for j, pk in enumerate(picks) if margin and geo.decision_margin(pk[6][0]) < margin]
+            cells = self.decoder.shape[1] * self.decoder.shape[2]
+            redo = [j for j, pk in enumerate(picks) if margin and geo.decision_margin(pk[6][0], cells) < margin]
             if redo:  # a near-tie in half precision: decide it as fp32 would
                 exact = self._decide(x[redo], [idx[j] for j in redo], [sides[j] for j in redo],
                                      self.net.exact_backbone, ("exact", "exact"))

@@ -281,10 +281,11 @@ def test_bench_times_every_backend_and_precision_interleaved(tmp_path):
     report = json.loads(out.read_text())
     cases = [(r["backend"], r["precision"]) for r in report["results"]]
     expected = [("torch", "fp32"), ("onnxruntime", "fp32")] + [("onnxruntime", "int8")] * ("int8" in precisions)
-    assert cases == expected
-    for r in report["results"]:
+    assert cases == [*expected, ("torch", "fp32-reference")]  # the --vs reference, added
+    for r in report["results"][:-1]:
         assert r["threads"] == 1 and r["fps"] > 0 and r["timed_frames"] == 2
         assert r["flops_per_frame"] == report["results"][0]["flops_per_frame"]
+        assert r["vs_reference"] == pytest.approx(r["fps"] / report["results"][-1]["fps"])
         assert set(r["stages"]) == {"crop", "backbone", "heads", "refine", "post", "total"}
     assert report["onnxruntime"] == ort.__version__
     assert "ort fp32" in result.output and "search.onnx" in result.output
