@@ -18,7 +18,7 @@ import torch
 from tests.official_weights import seeded_state_dict, write_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("SIAMTRACK_SHARED") or Path(__file__).resolve().parents[2] / "shared").resolve()
+SHARED = Path(os.environ.get("SIAMTRACK_SHARED") or Path(__file__).resolve().parents[2] / "shared")
 GOLDEN = SHARED / "golden"
 GOLDEN_SHA256 = "cdec1b7dfea6aacd398b60cb705d8711d68f87eba644c164bf822209674ef1fd"
 
