@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from siamtrack.engine import count_track_flops, grad_context, prepare_network
+from siamtrack.backends.engine import count_track_flops, grad_context, prepare_network
 from siamtrack.models import build_model
 
 

@@ -243,11 +243,11 @@ def golden_cases(plan: Plan, work: Path) -> tuple[str, Path, list[dict[str, Any]
             cases.append({"name": f"{config}/{seq}", "preset": config, "init": fr[0], "box": traj["init_box_xywh"],
                           "frames": [fr[s["frame"]] for s in steps], "ref": ref})
         return "golden data (official code, seed-4 checkpoint)", ckpt, cases
+    from siamtrack.api import from_checkpoint
     from siamtrack.io import synthetic
-    from siamtrack.tracker import Tracker
 
     clip = list(synthetic.frames(plan.golden_steps + 1, (640, 360)))
-    cpu = Tracker.from_checkpoint(work / "official.pth", preset="davis", device="cpu", precision="fp32")
+    cpu = from_checkpoint(work / "official.pth", preset="davis", device="cpu", precision="fp32")
     cpu.init(clip[0].image, clip[0].box)
     ref = []
     for frame in clip[1:]:
@@ -264,14 +264,14 @@ def step_golden(plan: Plan, work: Path) -> dict[str, Any]:
     import numpy as np
     import torch
 
+    from siamtrack.api import from_checkpoint
     from siamtrack.eval.davis import region_j
-    from siamtrack.tracker import Tracker
 
     reference, ckpt, cases = golden_cases(plan, work)
     out: dict[str, Any] = {"reference": reference, "device": plan.device, "half": plan.half, "cases": {}}
     for case in cases:
         row: dict[str, Any] = {}
-        fp32, half = (Tracker.from_checkpoint(ckpt, preset=case["preset"], device=plan.device, precision=p)
+        fp32, half = (from_checkpoint(ckpt, preset=case["preset"], device=plan.device, precision=p)
                       for p in ("fp32", plan.half))
         for variant, tf32 in (("fp32", True), ("fp32-no-tf32", False)):  # the flag is read at each convolution
             torch.backends.cudnn.allow_tf32 = tf32

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 import torch
 
+from siamtrack.api import from_pretrained
 from siamtrack.io.synthetic import SCENARIOS, SyntheticFrame, scenario
 from siamtrack.tracker import Tracker
 
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--model", default=None, help="registry model (default: the default model)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    tracker = Tracker.from_pretrained(args.model, device="cpu")
+    tracker = from_pretrained(args.model, device="cpu")
     if args.preset:
         tracker.with_preset(**json.loads(args.preset))
     if args.what == "scenarios":

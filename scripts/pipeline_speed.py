@@ -40,10 +40,10 @@ def main() -> None:
 
     import torch
 
+    from siamtrack.api import from_checkpoint
     from siamtrack.io.sources import open_source
     from siamtrack.io.synthetic import make_clip
     from siamtrack.models import build_model
-    from siamtrack.tracker import Tracker
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -57,7 +57,7 @@ def main() -> None:
         common = ["--checkpoint", str(ckpt), "--preset", "davis", "--device", "cpu", "--precision", "fp32"]
 
         def bare() -> tuple[float, float]:
-            tracker = Tracker.from_checkpoint(ckpt, preset="davis", device="cpu", precision="fp32")
+            tracker = from_checkpoint(ckpt, preset="davis", device="cpu", precision="fp32")
             tracker.init(frames[0], [gt["init_box"]])
             tracker.track(frames[1])  # warm-up
             c, t = self_cpu(), time.perf_counter()

@@ -33,10 +33,12 @@ import numpy as np
 import torch
 from lost_target import run_case, seeds
 
+from siamtrack.api import build_tracker, from_checkpoint, from_pretrained
 from siamtrack.eval.boxes import box_polygon, polygon_iou
 from siamtrack.eval.davis import region_j
 from siamtrack.io.synthetic import scenario
-from siamtrack.tracker import Preset, Tracker
+from siamtrack.presets import Preset
+from siamtrack.tracker import Tracker
 from siamtrack.train import datasets as ds
 from siamtrack.weights.loading import load_checkpoint, read_checkpoint
 
@@ -109,8 +111,8 @@ def pick_admissible(tracker: Tracker, clips: list[tuple[str, list]], results: li
 
 def reference_tracker(name: str | None) -> Tracker:
     if name is not None and Path(name).is_file():
-        return Tracker.from_checkpoint(name, device="cpu", precision="fp32")
-    return Tracker.from_pretrained(name, device="cpu", precision="fp32")
+        return from_checkpoint(name, device="cpu", precision="fp32")
+    return from_pretrained(name, device="cpu", precision="fp32")
 
 
 def main() -> None:
@@ -130,7 +132,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     tracks = ds.davis_tracks(args.root, sequences=args.sequences.split(","))
     cache = ds.FrameCache()
-    tracker = Tracker(load_checkpoint(args.checkpoint).model, "lite-untuned", device="cpu", precision="fp32")
+    tracker = build_tracker(load_checkpoint(args.checkpoint).model, "lite-untuned", device="cpu", precision="fp32")
     clips = [(f"{kind} {seed}", list(scenario(kind, seed=seed))) for seed in seeds(args.lost_seeds)
              for kind in LOST_KINDS]
     reference = lost_record(reference_tracker(args.reference), clips)

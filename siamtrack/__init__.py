@@ -6,18 +6,26 @@ from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-__all__ = ["RotatedBox", "SiamtrackError", "TrackResult", "Tracker", "__version__"]
+__all__ = ["PRESETS", "Preset", "RotatedBox", "SiamtrackError", "TrackResult", "Tracker", "__version__",
+           "build_tracker", "from_checkpoint", "from_pretrained"]
 
 from siamtrack.errors import SiamtrackError
 
 if TYPE_CHECKING:
-    from siamtrack.tracker import RotatedBox, Tracker, TrackResult
+    from siamtrack.api import build_tracker, from_checkpoint, from_pretrained
+    from siamtrack.geometry import RotatedBox
+    from siamtrack.presets import PRESETS, Preset
+    from siamtrack.results import TrackResult
+    from siamtrack.tracker import Tracker
+
+_LAZY = {"Tracker": "tracker", "TrackResult": "results", "RotatedBox": "geometry", "Preset": "presets",
+         "PRESETS": "presets", "build_tracker": "api", "from_checkpoint": "api", "from_pretrained": "api"}
 
 
 def __getattr__(name: str):
     # Lazy: `import siamtrack` stays cheap until the tracker (and torch) is needed.
-    if name in ("Tracker", "TrackResult", "RotatedBox"):
-        from siamtrack import tracker
+    if name in _LAZY:
+        import importlib
 
-        return getattr(tracker, name)
+        return getattr(importlib.import_module(f"siamtrack.{_LAZY[name]}"), name)
     raise AttributeError(name)

@@ -297,9 +297,14 @@ def reference_ratios(results: list[dict[str, Any]], reference: dict[str, Any]) -
 
     Absolute fps differ 1.5x between the machines this project meets; a ratio to a case timed in
     the same run, interleaved with it, reads the same on each of them.
+    With several models the reference is each model's own; the OpenCV trackers' is the first model's.
     """
-    refs = {r["threads"]: r["fps"] for r in results
-            if not r["lost"] and all(r[k] == v for k, v in reference.items())}
+    matching = [r for r in results if not r["lost"] and all(r[k] == v for k, v in reference.items())]
+    own = {(r.get("model"), r["threads"]): r["fps"] for r in matching}
+    refs = {}
+    for r in matching:
+        refs.setdefault(r["threads"], r["fps"])
     for r in results:
-        r["vs_reference"] = r["fps"] / refs[r["threads"]] if r["threads"] in refs else None
+        ref = own.get((r.get("model"), r["threads"]), refs.get(r["threads"]))
+        r["vs_reference"] = r["fps"] / ref if ref else None
     return {str(t): fps for t, fps in refs.items()}

@@ -1,7 +1,7 @@
 """What a user chooses among, as plain data without torch: the CLI lists these choices at start-up.
 
-One source for each list: ``siamtrack.tracker`` builds its presets from ``PRESET_VALUES``,
-``siamtrack.engine`` checks ``PRECISIONS`` and the commands offer the same names.
+One source for each list: ``siamtrack.presets`` builds its presets from ``PRESET_VALUES``,
+``siamtrack.backends.engine`` checks ``PRECISIONS`` and the commands offer the same names.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 # experiments/siammask_sharp/config_davis.json, the default of the official architecture
 _DAVIS = {"penalty_k": 0.04, "window_influence": 0.4, "lr": 1.0, "seg_thr": 0.35}
 
-# Tracking hyper-parameters by preset name (the fields of ``siamtrack.tracker.Preset`` but the name).
+# Tracking hyper-parameters by preset name (the fields of ``siamtrack.presets.Preset`` but the name).
 PRESET_VALUES: dict[str, dict[str, Any]] = {
     "davis": _DAVIS,
     # experiments/siammask_sharp/config_vot.json, config_vot18.json

@@ -1,6 +1,6 @@
 """Head decoders: a network's score and box maps -> the chosen candidate and the new target state.
 
-One decoder per head type; the network names its type (``head_type``: ``"anchors"`` when absent,
+One decoder per head type; the network names its type (``NetworkSpec.head_type``: ``"anchors"``,
 SiamMask's RPN; ``"points"``, NanoTrack's anchor-free head) and ``decoder_for`` picks the decoder,
 so a new head enters here, not as a branch in the tracker. Both share the selection arithmetic of
 the Siamese trackers (SiamRPN/SiamMask, PySOT, NanoTrack): a scale and aspect-ratio change penalty
@@ -11,11 +11,13 @@ on the softmax score, a cosine window, the argmax, and a size update with rate
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
 from siamtrack import geometry as geo
+from siamtrack.models import NetworkSpec
+from siamtrack.styles import style_of
 
 # (best flat index, row, col, new centre, new size, best score, (pscore, score, penalty))
 Pick = tuple[int, int, int, np.ndarray, np.ndarray, float, tuple[np.ndarray, np.ndarray, np.ndarray]]
@@ -27,26 +29,32 @@ class HeadDecoder:
 
     window: np.ndarray  # (N,) cosine window over the flattened maps
     shape: tuple[int, int, int]  # (maps per cell, rows, cols) of the flattened score
-    masks: ClassVar[bool]  # whether the network refines a mask at the chosen cell
+    masks: bool  # whether the network refines a mask at the chosen cell (else the mask is the filled box)
 
     def boxes(self, delta: np.ndarray) -> np.ndarray:
         """(4, N) box outputs -> (4, N) candidate boxes cx, cy, w, h in crop pixels from the crop centre."""
         raise NotImplementedError
+
+    def mask_window(self, crop_box: tuple[float, float, int, int], row: int, col: int
+                    ) -> tuple[float, float, float, float]:
+        """Frame-space (x0, y0, w, h) the mask refined at cell (row, col) of crop ``crop_box`` covers."""
+        raise NotImplementedError(f"{type(self).__name__} makes no masks")
 
     def select(self, center: np.ndarray, size: np.ndarray, score: np.ndarray, delta: np.ndarray,
                preset: Any) -> Pick:
         """The best candidate for a target at ``center``/``size`` and the updated state (before clipping).
 
         ``score`` (N,) is the foreground probability, ``delta`` (4, N) the box outputs; ``preset``
-        gives ``penalty_k``, ``window_influence``, ``lr``, ``context_amount`` and ``style`` (PySOT-style
-        trackers take the aspect ratio of the unscaled size; OpenCV's takes the square root of the window).
+        gives ``penalty_k``, ``window_influence``, ``lr``, ``context_amount`` and ``style`` (whose
+        ``unscaled_ratio`` and ``sqrt_window`` say how the penalty and the window are formed).
         """
+        style = style_of(preset.style)
         scale_x = geo.EXEMPLAR_SIZE / geo.context_size(size, preset.context_amount)
         boxes = self.boxes(delta)
-        ratio = size[0] / size[1] if preset.style == "pysot" else None
+        ratio = size[0] / size[1] if style.unscaled_ratio else None
         penalty = geo.size_penalty(boxes, size * scale_x, preset.penalty_k, ratio)
         pscore = penalty * score
-        window = np.sqrt(self.window) if preset.style == "opencv" else self.window  # OpenCV's flatter window
+        window = np.sqrt(self.window) if style.sqrt_window else self.window
         pscore = pscore * (1 - preset.window_influence) + window * preset.window_influence
         if not np.all(np.isfinite(pscore)):
             pscore = np.where(np.isfinite(pscore), pscore, -np.inf)
@@ -66,15 +74,18 @@ class AnchorDecoder(HeadDecoder):
     """SiamMask's RPN: five anchors per cell of the 25x25 map, (dx, dy, dw, dh) regression; masks refined."""
 
     anchors: np.ndarray = None  # (N, 4) cx, cy, w, h
-    masks: ClassVar[bool] = True
 
     @classmethod
-    def for_model(cls, model: Any) -> AnchorDecoder:
+    def for_spec(cls, spec: NetworkSpec) -> AnchorDecoder:
         n = len(geo.RATIOS) * len(geo.SCALES)
-        return cls(geo.cosine_window(), (n, geo.SCORE_SIZE, geo.SCORE_SIZE), geo.generate_anchors())
+        return cls(geo.cosine_window(), (n, geo.SCORE_SIZE, geo.SCORE_SIZE), spec.masks, geo.generate_anchors())
 
     def boxes(self, delta: np.ndarray) -> np.ndarray:
         return geo.decode_boxes(delta, self.anchors)
+
+    def mask_window(self, crop_box: tuple[float, float, int, int], row: int, col: int
+                    ) -> tuple[float, float, float, float]:
+        return geo.mask_window(crop_box, row, col)
 
 
 def point_grid(score_size: int, stride: int) -> np.ndarray:
@@ -94,19 +105,18 @@ def ltrb_to_boxes(delta: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class PointDecoder(HeadDecoder):
-    """Anchor-free heads (NanoTrack): one candidate per cell, its box as l/t/r/b distances; no masks."""
+    """Anchor-free heads (NanoTrack): one candidate per cell, its box as l/t/r/b distances."""
 
     points: np.ndarray = None  # (N, 2)
-    masks: ClassVar[bool] = False
 
     @classmethod
-    def for_model(cls, model: Any) -> PointDecoder:
-        return cls.of_size(int(model.score_size), int(model.stride))
+    def for_spec(cls, spec: NetworkSpec) -> PointDecoder:
+        return cls.of_size(int(spec.score_size), int(spec.stride), spec.masks)
 
     @classmethod
-    def of_size(cls, score_size: int, stride: int) -> PointDecoder:
+    def of_size(cls, score_size: int, stride: int, masks: bool = False) -> PointDecoder:
         win = np.outer(np.hanning(score_size), np.hanning(score_size)).ravel()
-        return cls(win, (1, score_size, score_size), point_grid(score_size, stride))
+        return cls(win, (1, score_size, score_size), masks, point_grid(score_size, stride))
 
     def boxes(self, delta: np.ndarray) -> np.ndarray:
         return ltrb_to_boxes(delta, self.points)
@@ -115,9 +125,8 @@ class PointDecoder(HeadDecoder):
 DECODERS: dict[str, type[HeadDecoder]] = {"anchors": AnchorDecoder, "points": PointDecoder}
 
 
-def decoder_for(model: Any) -> HeadDecoder:
-    """The decoder of the head type ``model`` declares (``head_type``; SiamMask networks: anchors)."""
-    kind = getattr(model, "head_type", "anchors")
-    if kind not in DECODERS:
-        raise ValueError(f"unknown head type {kind!r}; known: {', '.join(DECODERS)}")
-    return DECODERS[kind].for_model(model)
+def decoder_for(spec: NetworkSpec) -> HeadDecoder:
+    """The decoder of the head type a network declares (``spec.head_type``)."""
+    if spec.head_type not in DECODERS:
+        raise ValueError(f"unknown head type {spec.head_type!r}; known: {', '.join(DECODERS)}")
+    return DECODERS[spec.head_type].for_spec(spec)

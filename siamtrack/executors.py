@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from siamtrack.errors import SiamtrackError
 
 if TYPE_CHECKING:
-    from siamtrack.tracker import ObjectTracker
+    from siamtrack.results import ObjectTracker
 
 __all__ = ["EXECUTORS", "Executor", "InlineExecutor", "ProcessExecutor", "RayExecutor", "WorkerLost", "available_cores",
            "default_threads", "make_executor", "set_threads"]

@@ -118,7 +118,7 @@ def given_result(obj_id: int, box: Box, shape: tuple[int, int], source: str = "i
     """An object at a box it was given (the first frame, a keyframe): the box filled as its mask,
     score 1, ``polygon_source`` saying which (outputs flag these frames as not predicted)."""
     from siamtrack.geometry import RotatedBox, box_corners, box_mask
-    from siamtrack.tracker import TrackResult
+    from siamtrack.results import TrackResult
 
     x, y, w, h = box
     center = (x + w / 2, y + h / 2)
@@ -135,7 +135,7 @@ def init_results(obj_ids: Sequence[int], boxes: Sequence[Box], shape: tuple[int,
 def _apply_keyframes(tracker: Any, frame: Frame, results: list[Any], fixes: Sequence[tuple[int, Box]],
                      warn: Callable[[str], None]) -> list[Any]:
     """Re-initialise the objects of this frame's keyframes; their results become the given boxes."""
-    from siamtrack.tracker import clip_box
+    from siamtrack.results import clip_box
 
     by_id = {r.obj_id: r for r in results}
     size = (frame.image.shape[1], frame.image.shape[0])
@@ -150,7 +150,7 @@ def _apply_keyframes(tracker: Any, frame: Frame, results: list[Any], fixes: Sequ
 
 
 def _init(tracker: Any, first: Frame, boxes: Sequence[Box], warn: Callable[[str], None]) -> Start:
-    from siamtrack.tracker import clip_box
+    from siamtrack.results import clip_box
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

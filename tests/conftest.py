@@ -36,7 +36,7 @@ def need(path: Path) -> Path:
 def onnx_cache(tmp_path_factory) -> Iterator[Path]:
     """The onnxruntime backend's export cache for the whole session: a temporary folder, never the
     user's ``~/.cache`` (exports made by one test are reused by the next)."""
-    from siamtrack.onnx_runtime import CACHE_ENV
+    from siamtrack.backends.onnx_runtime import CACHE_ENV
 
     with pytest.MonkeyPatch.context() as mp:
         path = tmp_path_factory.mktemp("onnx-cache")

@@ -184,6 +184,11 @@ def test_reference_ratios_pair_each_case_with_the_reference_at_its_thread_count(
     fps = bench.reference_ratios(results, {"backend": "torch", "precision": "fp32-reference"})
     assert fps == {"1": 20.0, "2": 30.0}
     assert [r["vs_reference"] for r in results] == [1.5, 1.5, 1.0, 1.0, 0.25, None]
+    two = [{**row("fp32", 1, 30.0), "model": "a"}, {**row("fp32-reference", 1, 20.0), "model": "a"},
+           {**row("fp32", 1, 90.0), "model": "b"}, {**row("fp32-reference", 1, 60.0), "model": "b"},
+           {**row("fp32", 1, 100.0), "model": "opencv-nano"}]
+    assert bench.reference_ratios(two, {"backend": "torch", "precision": "fp32-reference"}) == {"1": 20.0}
+    assert [r["vs_reference"] for r in two] == [1.5, 1.0, 1.5, 1.0, 5.0]  # b to its own; the peer to the first
 
 
 def test_bench_option_errors_are_one_line():

@@ -21,8 +21,9 @@ import numpy as np
 import pytest
 import torch
 
-from siamtrack import engine
 from siamtrack import geometry as geo
+from siamtrack.api import from_checkpoint
+from siamtrack.backends import engine
 from siamtrack.tracker import Tracker
 from tests.test_golden import CASES, frames, iou, trajectory
 from tests.test_tracker_api import START_BOX, frame_with_square
@@ -88,9 +89,9 @@ class _Shifted(engine._HalfTrunk):
 def test_a_near_tie_is_decided_by_the_exact_trunk(synthetic_checkpoint, margin, redone):
     """Below the network's ``decision_margin`` a step is re-made with ``exact_backbone``: then it is the
     fp32 step exactly (cell, state and mask), with two objects in one batch; above it the fast trunk decides."""
-    ref = Tracker.from_checkpoint(synthetic_checkpoint, preset="davis", device="cpu", precision="fp32")
-    fast = Tracker.from_checkpoint(synthetic_checkpoint, preset="davis", device="cpu", precision="fp32")
-    fast.net = _Shifted(fast.net, margin)
+    ref = from_checkpoint(synthetic_checkpoint, preset="davis", device="cpu", precision="fp32")
+    fast = from_checkpoint(synthetic_checkpoint, preset="davis", device="cpu", precision="fp32")
+    fast.net.net = _Shifted(fast.net.net, margin)
     boxes = [START_BOX, (40, 30, 36, 30)]
     for t in (ref, fast):
         t.init(frame_with_square(*START_BOX[:2]), boxes)
@@ -123,8 +124,8 @@ def golden_case(config: str, seq: str) -> tuple[np.ndarray, list[float], list]:
 def half_against_fp32(checkpoint, preset: str, first: np.ndarray, box, steps, device: str,
                       precision: str) -> tuple[Tracker, list[Frame]]:
     """The ``precision`` tracker on ``device`` and its teacher-forced steps against fp32 there."""
-    ref = Tracker.from_checkpoint(checkpoint, preset=preset, device=device, precision="fp32")
-    half = Tracker.from_checkpoint(checkpoint, preset=preset, device=device, precision=precision)
+    ref = from_checkpoint(checkpoint, preset=preset, device=device, precision="fp32")
+    half = from_checkpoint(checkpoint, preset=preset, device=device, precision=precision)
     assert half.precision == precision and half.net.decision_margin == engine.HALF_DECISION_MARGIN
     for t in (ref, half):
         t.init(first, box)

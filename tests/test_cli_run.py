@@ -28,7 +28,7 @@ from siamtrack.errors import SiamtrackError
 from siamtrack.io import sources, synthetic
 from siamtrack.io.sinks import read_jsonl
 from siamtrack.io.sources import open_source
-from siamtrack.tracker import PRESETS
+from siamtrack.presets import PRESETS
 from tests.test_io_sources import audio_only_file, empty_video_file
 
 N, SIZE = 12, (160, 120)
@@ -359,9 +359,9 @@ def test_webcam_without_a_camera_is_one_line(capsys, monkeypatch):
 
 
 def test_choices_are_the_trackers_and_the_engines():
+    from siamtrack.backends.engine import PRECISIONS
     from siamtrack.commands.bench import bench
     from siamtrack.commands.run import run
-    from siamtrack.engine import PRECISIONS
 
     for command in (run, bench):
         choices = {p.name: list(p.type.choices) for p in command.params if hasattr(p.type, "choices")}

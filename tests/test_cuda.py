@@ -11,8 +11,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from siamtrack.api import from_checkpoint
 from siamtrack.cli import cli as cli_group
-from siamtrack.tracker import Tracker
 from tests.conftest import REPO
 from tests.test_bf16 import SQUARE_STEPS, check_decisions, golden_case, half_against_fp32, teacher_forced
 from tests.test_cli import boxes_tree, davis_tree, grey_frames
@@ -60,8 +60,8 @@ def test_device_cuda_without_a_gpu_is_one_line_error(command, tmp_path, monkeypa
 @needs_cuda
 def test_cuda_fp32_agrees_with_the_cpu(synthetic_checkpoint):
     """The seeded official network, teacher-forced: same cells, masks and centres on both devices."""
-    cpu = Tracker.from_checkpoint(synthetic_checkpoint, preset="davis", device="cpu", precision="fp32")
-    gpu = Tracker.from_checkpoint(synthetic_checkpoint, preset="davis", device="cuda", precision="fp32")
+    cpu = from_checkpoint(synthetic_checkpoint, preset="davis", device="cpu", precision="fp32")
+    gpu = from_checkpoint(synthetic_checkpoint, preset="davis", device="cuda", precision="fp32")
     for t in (cpu, gpu):
         t.init(frame_with_square(*START_BOX[:2]), START_BOX)
     measured = teacher_forced(cpu, gpu, SQUARE_STEPS)
@@ -80,7 +80,7 @@ def test_fp16_keeps_fp32_decisions_on_cuda(synthetic_checkpoint):
 @needs_cuda
 @pytest.mark.parametrize("config,seq", CASES)
 def test_golden_free_run_on_cuda_fp32(golden_dir, golden_checkpoint, config, seq):
-    check_free_run(Tracker.from_checkpoint(golden_checkpoint, preset=config, device="cuda", precision="fp32"),
+    check_free_run(from_checkpoint(golden_checkpoint, preset=config, device="cuda", precision="fp32"),
                    config, seq)
 
 

@@ -7,9 +7,9 @@ import warnings
 import numpy as np
 import torch
 
-from siamtrack.engine import TraceFallbackWarning, _FrozenTrunk, count_track_flops, prepare_network
+from siamtrack.api import build_tracker
+from siamtrack.backends.engine import TraceFallbackWarning, _FrozenTrunk, count_track_flops, prepare_network
 from siamtrack.models import build_model
-from siamtrack.tracker import Tracker
 
 
 def _lite(seed: int = 0) -> torch.nn.Module:
@@ -35,10 +35,10 @@ def test_frozen_trunk_equals_the_eager_trunk_for_any_batch_and_size():
 
 def test_frozen_trunk_keeps_flop_counts_and_tracker_outputs():
     model = _lite(1)
-    fast = Tracker(model, "davis", device="cpu", precision="fp32")
-    plain = Tracker(model, "davis", device="cpu", precision="fp32")
-    plain.net.trunk.frozen = None  # the eager trunk
-    assert count_track_flops(fast.net, fast.device) == count_track_flops(plain.net, plain.device) > 0
+    fast = build_tracker(model, "davis", device="cpu", precision="fp32")
+    plain = build_tracker(model, "davis", device="cpu", precision="fp32")
+    plain.net.net.trunk.frozen = None  # the eager trunk
+    assert count_track_flops(fast.net.net, fast.device) == count_track_flops(plain.net.net, plain.device) > 0
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 255, (240, 320, 3), dtype=np.uint8) for _ in range(4)]
     for t in (fast, plain):
@@ -93,13 +93,13 @@ def test_a_trunk_that_cannot_be_traced_warns_once_and_runs_eagerly(monkeypatch):
     monkeypatch.setattr(torch.jit, "trace", refuse)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        tracker = Tracker(_lite(), "davis", device="cpu", precision="fp32")
+        tracker = build_tracker(_lite(), "davis", device="cpu", precision="fp32")
         frame = np.zeros((120, 160, 3), dtype=np.uint8)
         tracker.init(frame, (40, 30, 50, 40))
         for _ in range(3):
             tracker.track(frame)
     fallbacks = [w for w in caught if issubclass(w.category, TraceFallbackWarning)]
-    assert len(fallbacks) == 1 and tracker.net.trunk.frozen is None
+    assert len(fallbacks) == 1 and tracker.net.net.trunk.frozen is None
     assert str(fallbacks[0].message) == "LiteTrunk could not be frozen (tracing refused); it runs eagerly, slower"
 
 

@@ -13,7 +13,7 @@ from siamtrack.eval import baselines
 from siamtrack.eval import boxes as bx
 from siamtrack.eval.harness import evaluate_boxes
 from siamtrack.geometry import RotatedBox
-from siamtrack.tracker import TrackResult
+from siamtrack.results import TrackResult
 
 SQUARE = bx.box_polygon((0, 0, 2, 2))
 DIAMOND = np.array([[1, 0], [2, 1], [1, 2], [0, 1]], float)

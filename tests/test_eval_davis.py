@@ -20,7 +20,7 @@ from siamtrack.errors import SiamtrackError
 from siamtrack.eval import davis as dv
 from siamtrack.eval.harness import evaluate_davis, fuse_results, write_results
 from siamtrack.geometry import RotatedBox
-from siamtrack.tracker import TrackResult
+from siamtrack.results import TrackResult
 
 BIG, SMALL = (480, 854), (60, 80)
 

@@ -20,7 +20,7 @@ from siamtrack.cli import cli
 from siamtrack.eval import boxes as bx
 from siamtrack.eval.harness import evaluate_boxes
 from siamtrack.geometry import RotatedBox
-from siamtrack.tracker import TrackResult
+from siamtrack.results import TrackResult
 from tests.test_eval_boxes import GroundTruthTracker, make_box_folder
 
 

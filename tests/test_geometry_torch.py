@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from siamtrack import geometry as geo
-from siamtrack.geometry_torch import context_crop_torch, resize_linear_u8
+from siamtrack.backends.geometry_torch import context_crop_torch, resize_linear_u8
 
 
 @pytest.mark.parametrize("side", [60, 100, 126, 127, 128, 254, 255, 256, 300, 413, 829, 1001])

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from siamtrack import geometry as geo
+from siamtrack.api import from_checkpoint
 from siamtrack.tracker import Tracker
 from tests.conftest import GOLDEN
 
@@ -40,7 +41,7 @@ def frames(seq: str) -> tuple[np.ndarray, ...]:
 @pytest.fixture(scope="module")
 def make_tracker(golden_checkpoint):
     def make(config: str, precision: str = "fp32", backend: str = "torch") -> Tracker:
-        return Tracker.from_checkpoint(golden_checkpoint, preset=config, device="cpu", precision=precision,
+        return from_checkpoint(golden_checkpoint, preset=config, device="cpu", precision=precision,
                                        backend=backend)
 
     return make
@@ -70,7 +71,7 @@ def test_raw_outputs_first_frame(golden_dir, make_tracker, config, seq):
     raw = GOLDEN / config / seq / "raw_frame1"
     fr = frames(seq)
     tracker = make_tracker(config)
-    net = tracker.net
+    net = tracker.net.net
     tracker.init(fr[0], traj["init_box_xywh"])
     st = tracker.states[0]
     assert geo.exemplar_side(st.size) == traj["init"]["s_z"]
@@ -209,7 +210,7 @@ def test_pysot_style_free_run(golden_dir, pysot_checkpoint, seq):
     traj = json.loads((GOLDEN / "pysot" / seq / "trajectory.json").read_text())
     raw = GOLDEN / "pysot" / seq / "raw_frame1"
     fr = frames(seq)
-    tracker = Tracker.from_checkpoint(pysot_checkpoint, preset="pysot", device="cpu", precision="fp32")
+    tracker = from_checkpoint(pysot_checkpoint, preset="pysot", device="cpu", precision="fp32")
     tracker.init(fr[0], traj["init_box_xywh"])
     np.testing.assert_allclose(tracker.states[0].center, traj["init"]["center_pos"], atol=1e-9)
     for step in traj["steps"]:

@@ -9,12 +9,13 @@ import pytest
 import torch
 from torch import nn
 
+from siamtrack.api import build_tracker
 from siamtrack.errors import SiamtrackError
 from siamtrack.eval import baselines
 from siamtrack.eval.harness import tracker_meta
 from siamtrack.io import synthetic
 from siamtrack.models import NETWORK_METHODS, SiamNetwork, build_model
-from siamtrack.tracker import ObjectTracker, Tracker
+from siamtrack.results import ObjectTracker
 from tests.conftest import REPO
 
 
@@ -73,7 +74,7 @@ def test_the_protocol_is_what_the_architecture_doc_lists():
 
 def test_a_module_without_the_interface_is_refused_in_one_line():
     with pytest.raises(SiamtrackError) as exc:
-        Tracker(OldInterface(), device="cpu", precision="fp32")
+        build_tracker(OldInterface(), device="cpu", precision="fp32")
     assert str(exc.value) == ("OldInterface is not a SiamMask network: it lacks template_features, kernels, "
                               "backbone, heads (the interface is siamtrack.models.SiamNetwork)")
 
@@ -83,7 +84,7 @@ def test_any_module_with_the_interface_tracks_like_the_model(precision):
     model = _lite()
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 255, (120, 160, 3), dtype=np.uint8) for _ in range(3)]
-    trackers = [Tracker(m, "davis", device="cpu", precision=precision) for m in (model, Delegating(model))]
+    trackers = [build_tracker(m, "davis", device="cpu", precision=precision) for m in (model, Delegating(model))]
     assert trackers[1].arch == "Delegating"
     for t in trackers:
         t.init(frames[0], (40, 30, 50, 40))
@@ -94,7 +95,7 @@ def test_any_module_with_the_interface_tracks_like_the_model(precision):
 
 
 def test_trackers_baselines_and_oracles_share_one_protocol():
-    siam = Tracker(_lite(), "vot", device="cpu", precision="fp32", model_name="tiny")
+    siam = build_tracker(_lite(), "vot", device="cpu", precision="fp32", model_name="tiny")
     oracle = synthetic.OracleTracker(4, (64, 48))
     assert isinstance(siam, ObjectTracker) and isinstance(oracle, ObjectTracker)
     meta = tracker_meta(siam)["preset"]

@@ -32,7 +32,7 @@ from siamtrack.io.sinks import (
     render,
 )
 from siamtrack.io.sources import open_source
-from siamtrack.tracker import TrackResult
+from siamtrack.results import TrackResult
 
 
 def result(obj_id: int, mask: np.ndarray, box=(10, 10, 20, 20), score: float = 0.5) -> TrackResult:

@@ -27,8 +27,8 @@ from siamtrack.io.labels import DatasetOptions, open_dataset
 from siamtrack.io.polygons import PolygonFit, join_polygons, mask_polygons, polygon_iou, polygon_mask
 from siamtrack.io.sinks import render
 from siamtrack.keyframes import check_keyframes, keyframe_schedule, read_keyframes
+from siamtrack.results import TrackResult
 from siamtrack.stream import given_result
-from siamtrack.tracker import TrackResult
 from tests.conftest import SHARED, need
 from tests.test_cli_run import SIZE, N, box_arg, clip, invoke  # noqa: F401 - clip is a fixture
 
@@ -395,14 +395,14 @@ def test_the_annotated_video_marks_keyframes():
 
 @pytest.mark.slow
 def test_tracker_reinit_replaces_one_template_and_adds_an_object(synthetic_checkpoint):
-    from siamtrack.tracker import Tracker
+    from siamtrack.api import from_checkpoint
 
     frames = [f.image for f in synthetic.frames(3, (160, 120))]
-    tracker = Tracker.from_checkpoint(synthetic_checkpoint, device="cpu")
+    tracker = from_checkpoint(synthetic_checkpoint, device="cpu")
     tracker.init(frames[0], [(20, 20, 40, 40), (90, 40, 30, 30)])
     before = [k.clone() for k in tracker._kernels]
     assert tracker.reinit(frames[1], 1, (100, 50, 20, 24)) == 1
-    np.testing.assert_allclose(tracker.states[1].center, np.array([110, 62]) - (0.5 if tracker._pysot else 0))
+    np.testing.assert_allclose(tracker.states[1].center, np.array([110, 62]) + tracker.style.center_offset)
     np.testing.assert_allclose(tracker.states[1].size, (20, 24))
     for old, new in zip(before, tracker._kernels, strict=True):
         assert new.shape == old.shape and torch_equal(new[0], old[0]) and not torch_equal(new[1], old[1])
@@ -417,14 +417,14 @@ def test_template_rows_are_replaced_or_appended_in_tensors_and_kernel_tuples():
     import torch
 
     from siamtrack.models import TemplateKernels
-    from siamtrack.tracker import _replace_row
+    from siamtrack.state import replace_row
 
     rows = torch.arange(3.0).reshape(3, 1)
-    assert _replace_row(rows, 1, torch.tensor([[9.0]])).ravel().tolist() == [0, 9, 2]
-    assert _replace_row(rows, 3, torch.tensor([[9.0]])).ravel().tolist() == [0, 1, 2, 9]
+    assert replace_row(rows, 1, torch.tensor([[9.0]])).ravel().tolist() == [0, 9, 2]
+    assert replace_row(rows, 3, torch.tensor([[9.0]])).ravel().tolist() == [0, 1, 2, 9]
     kernels = TemplateKernels(rows, rows * 10, rows * 100)
     new = TemplateKernels(*(torch.tensor([[-v]]) for v in (1.0, 2.0, 3.0)))
-    out = _replace_row(kernels, 0, new)
+    out = replace_row(kernels, 0, new)
     assert isinstance(out, TemplateKernels) and [k.ravel().tolist() for k in out] == [[-1, 1, 2], [-2, 10, 20],
                                                                                       [-3, 100, 200]]
 
@@ -521,12 +521,12 @@ def test_each_format_writes_its_documented_layout_and_nothing_else(clip, flaky, 
 def test_a_keyframe_moves_the_shipped_trackers_track_from_that_frame(clip, tmp_path):  # noqa: F811
     """With the real tracker: a keyframe that puts object 0 on the other side of the frame makes
     the track start there (the frames before it are the same as without the keyframe)."""
+    from siamtrack.api import from_pretrained
     from siamtrack.io.sources import open_source
     from siamtrack.keyframes import Keyframe
     from siamtrack.stream import track_stream
-    from siamtrack.tracker import Tracker
 
-    tracker = Tracker.from_pretrained("siammask-lite", device="cpu", precision="fp32-reference")  # no tracing
+    tracker = from_pretrained("siammask-lite", device="cpu", precision="fp32-reference")  # no tracing
     corner = (110.0, 70.0, 40.0, 40.0)
 
     class Boxes:

@@ -72,9 +72,9 @@ SIZE = (640, 360)
 
 @pytest.fixture(scope="module")
 def tracker():
-    from siamtrack.tracker import Tracker
+    from siamtrack.api import from_pretrained
 
-    return Tracker.from_pretrained(device="cpu", precision="fp32")
+    return from_pretrained(device="cpu", precision="fp32")
 
 
 def run_clip(tracker, frames, boxes=None):
@@ -203,7 +203,7 @@ def test_non_finite_network_output_is_lost_and_records_stay_valid_json(tracker, 
 
 def test_render_labels_a_lost_object_and_draws_no_mask():
     from siamtrack.io.sinks import color_for, render
-    from siamtrack.tracker import TrackResult
+    from siamtrack.results import TrackResult
 
     frame = np.full((60, 120, 3), 90, np.uint8)
     lost = TrackResult(0, None, None, np.zeros((60, 120), bool), np.zeros((60, 120), np.float32), 0.12, "lost",
@@ -246,14 +246,14 @@ def test_lost_options_reach_the_preset():
 def test_a_lost_object_beside_a_tracked_one_on_the_reference_path(tracker):
     """fp32-reference keeps the template feature, not kernels (one tensor, not a tuple): selecting the
     rows of the objects still tracked works there too, and gives fp32's states."""
+    from siamtrack.api import from_pretrained
     from siamtrack.io.synthetic import scenario
-    from siamtrack.tracker import Tracker
 
     frames = list(scenario("exit", size=SIZE, seed=2))
     first, _ = hidden_span(frames[1:])
     frames = frames[:first + 6]  # up to a few frames after the exit: object 0 lost, object 1 tracked
     still = (20.0, 200.0, 60.0, 50.0)
-    reference = Tracker.from_pretrained(device="cpu", precision="fp32-reference")
+    reference = from_pretrained(device="cpu", precision="fp32-reference")
     ref, _ = run_clip(reference, frames, [frames[0].box, still])
     fast, _ = run_clip(tracker, frames, [frames[0].box, still])
     assert ref[-1][0].state == LOST and ref[-1][1].state != LOST

@@ -12,10 +12,11 @@ import pytest
 import torch
 
 from siamtrack import geometry as geo
+from siamtrack.api import build_tracker
 from siamtrack.decoders import AnchorDecoder, PointDecoder, decoder_for, ltrb_to_boxes, point_grid
 from siamtrack.errors import CheckpointError, SiamtrackError
-from siamtrack.models import build_model, nanotrack
-from siamtrack.tracker import PRESETS, Tracker
+from siamtrack.models import build_model, nanotrack, spec_of
+from siamtrack.presets import PRESETS
 from siamtrack.weights.loading import load_checkpoint, read_checkpoint
 from tests.conftest import SHARED, need
 
@@ -198,10 +199,10 @@ def test_opencv_style_flattens_the_window():
 
 
 def test_the_model_chooses_its_decoder():
-    assert isinstance(decoder_for(build_model("siammask_lite", channels=16)), AnchorDecoder)
-    dec = decoder_for(build_model(nanotrack.V3))
+    assert isinstance(decoder_for(spec_of(build_model("siammask_lite", channels=16))), AnchorDecoder)
+    dec = decoder_for(spec_of(build_model(nanotrack.V3)))
     assert isinstance(dec, PointDecoder) and dec.shape == (1, 15, 15) and not dec.masks
-    assert decoder_for(build_model(nanotrack.V2)).shape == (1, 16, 16)
+    assert decoder_for(spec_of(build_model(nanotrack.V2))).shape == (1, 16, 16)
 
 
 # -------------------------------------------------------------------------------------------- tracking
@@ -215,7 +216,7 @@ def _clip(n: int = 6) -> list[np.ndarray]:
 def test_a_box_model_writes_the_filled_box_as_its_mask():
     torch.manual_seed(0)
     untrained = replace(PRESETS["nanotrack-v3"], lost_state=False)  # random weights score about 0.5
-    tracker = Tracker(build_model(nanotrack.V3), untrained, device="cpu", precision="fp32")
+    tracker = build_tracker(build_model(nanotrack.V3), untrained, device="cpu", precision="fp32")
     assert tracker.mask_source == "box"
     frames = _clip()
     tracker.init(frames[0], (100, 60, 50, 40))
@@ -235,7 +236,7 @@ def test_fast_and_reference_paths_agree_for_a_box_model():
     frames = _clip(4)
     out = []
     for p in ("fp32-reference", "fp32"):
-        t = Tracker(model, "nanotrack-v2", device="cpu", precision=p)
+        t = build_tracker(model, "nanotrack-v2", device="cpu", precision=p)
         t.init(frames[0], (100, 60, 50, 40))
         out.append([t.track(f)[0].box for f in frames[1:]])
     np.testing.assert_allclose(np.array(out[0], dtype=float), np.array(out[1], dtype=float), atol=1e-3)
@@ -253,7 +254,7 @@ def test_a_network_without_refine_needs_a_box_decoder():
             return super().__getattr__(name)
 
     with pytest.raises(SiamtrackError, match="it lacks refine"):
-        Tracker(NoRefine(), device="cpu", precision="fp32")
+        build_tracker(NoRefine(), device="cpu", precision="fp32")
 
 
 def _iou(a, b) -> float:
@@ -275,7 +276,7 @@ def test_v2_weights_with_the_opencv_preset_give_cv2_tracker_nanos_boxes():
     params.backbone, params.neckhead = (str(need(PRETRAINED / f)) for f in ONNX[nanotrack.V2])
     reference = cv2.TrackerNano_create(params)
     reference.init(frames[0], box)
-    ours = Tracker(load_checkpoint(need(PRETRAINED / PTH[nanotrack.V2])).model, "nanotrack-opencv", device="cpu",
+    ours = build_tracker(load_checkpoint(need(PRETRAINED / PTH[nanotrack.V2])).model, "nanotrack-opencv", device="cpu",
                    precision="fp32")
     ours.init(frames[0], box, color="rgb")
     ious = []
@@ -294,7 +295,7 @@ def test_the_lost_state_works_on_a_box_models_scores():
     from siamtrack.io.synthetic import scenario
     from siamtrack.lost import LOST, TRACKED
 
-    tracker = Tracker(load_checkpoint(need(PRETRAINED / PTH[nanotrack.V3])).model, "nanotrack-v3", device="cpu",
+    tracker = build_tracker(load_checkpoint(need(PRETRAINED / PTH[nanotrack.V3])).model, "nanotrack-v3", device="cpu",
                       precision="fp32")
     frames = list(scenario("exit", seed=101))
     tracker.init(frames[0].image, frames[0].box)
@@ -315,11 +316,13 @@ def test_onnxruntime_runs_a_box_model_as_torch_does_and_int8_is_refused_in_one_l
     frames = _clip(4)
     boxes = []
     for backend in ("torch", "onnxruntime"):
-        t = Tracker(model, "nanotrack-v2", device="cpu", precision="fp32", backend=backend, model_name="nano-test")
+        t = build_tracker(model, "nanotrack-v2", device="cpu", precision="fp32", backend=backend,
+                          model_name="nano-test")
         t.init(frames[0], (100, 60, 50, 40))
         boxes.append([t.track(f)[0].box for f in frames[1:]])
     np.testing.assert_allclose(np.array(boxes[0]), np.array(boxes[1]), atol=1e-2)
     with pytest.raises(SiamtrackError) as exc:
-        Tracker(model, "nanotrack-v2", device="cpu", precision="int8", backend="onnxruntime", model_name="nano-test")
+        build_tracker(model, "nanotrack-v2", device="cpu", precision="int8", backend="onnxruntime",
+                      model_name="nano-test")
     assert str(exc.value) == ("int8 covers the SiamMask networks; nanotrack_v2 (boxes only) runs fp32 on the "
                               "onnxruntime backend")

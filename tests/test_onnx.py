@@ -19,13 +19,13 @@ import torch
 from click.testing import CliRunner
 
 from siamtrack import __version__
+from siamtrack.api import build_tracker, load_network
+from siamtrack.backends.onnx_export import SIDECAR, window_at, write_export
 from siamtrack.cli import cli
 from siamtrack.commands.bench import bench_combinations
 from siamtrack.errors import SiamtrackError
 from siamtrack.io import synthetic
 from siamtrack.models.siammask import SearchFeatures, refine_inputs
-from siamtrack.onnx_export import SIDECAR, window_at, write_export
-from siamtrack.tracker import Tracker, load_network
 from siamtrack.weights.loading import load_checkpoint
 from tests.conftest import SHARED, need
 
@@ -106,7 +106,7 @@ def test_export_command_writes_checked_graphs_and_sidecar(tmp_path, lite):
     assert graphs["search"]["outputs"]["loc"]["shape"] == [1, 20, 25, 25]
     assert graphs["refine"]["inputs"]["row"] == {"shape": [1], "dtype": "int64", "layout": "cell index"}
     assert graphs["refine"]["outputs"]["mask"]["shape"] == [1, 127, 127]
-    assert sidecar["flops_per_step"] == Tracker(model, device="cpu", precision="fp32").flops_per_frame()
+    assert sidecar["flops_per_step"] == build_tracker(model, device="cpu", precision="fp32").flops_per_frame()
     assert max(sidecar["max_abs_diff_vs_torch"].values()) < 1e-3
     check_against_torch(out, model)
     assert sorted(p.name for p in out.iterdir()) == ["refine.onnx", "search.onnx", SIDECAR, "template.onnx"]
@@ -146,8 +146,8 @@ def test_onnxruntime_fp32_tracks_as_torch_does(lite, capsys):
     clip = list(synthetic.frames(24, (480, 360)))
     x, y, w, h = clip[0].box
     boxes = [clip[0].box, (x + w / 4, y + h / 4, w / 2, h / 2)]  # the object, and its centre
-    ref = Tracker(model, preset, device="cpu", precision="fp32", model_name=name)
-    ort_tracker = Tracker(model, preset, precision="fp32", model_name=name, backend="onnxruntime", threads=1)
+    ref = build_tracker(model, preset, device="cpu", precision="fp32", model_name=name)
+    ort_tracker = build_tracker(model, preset, precision="fp32", model_name=name, backend="onnxruntime", threads=1)
     assert ort_tracker.backend == "onnxruntime" and ort_tracker.precision == "fp32" and ort_tracker.threads == 1
     assert ort_tracker.net.sessions["search"].get_session_options().intra_op_num_threads == 1
     for t in (ref, ort_tracker):
@@ -168,20 +168,20 @@ def test_onnxruntime_fp32_tracks_as_torch_does(lite, capsys):
     assert (0, "lost") in states[22:24] and states[-2] == (0, "tracked")  # searched for, then found again
     # the export was made once (with a note), and the next tracker finds it in the cache
     assert capsys.readouterr().err.count("exporting siammask-lite to ONNX") <= 1
-    again = Tracker(model, preset, precision="fp32", backend="onnxruntime")
+    again = build_tracker(model, preset, precision="fp32", backend="onnxruntime")
     assert again.net.folder == ort_tracker.net.folder and "exporting" not in capsys.readouterr().err
 
 
 def test_backend_and_precision_errors(lite, monkeypatch):
     model, _, _ = lite
     with pytest.raises(SiamtrackError, match="int8 runs on the onnxruntime backend"):
-        Tracker(model, device="cpu", precision="int8")
+        build_tracker(model, device="cpu", precision="int8")
     with pytest.raises(SiamtrackError, match="runs fp32 or int8"):
-        Tracker(model, precision="bf16", backend="onnxruntime")
+        build_tracker(model, precision="bf16", backend="onnxruntime")
     with pytest.raises(SiamtrackError, match="unknown backend"):
-        Tracker(model, backend="tensorrt")
+        build_tracker(model, backend="tensorrt")
     with pytest.raises(SiamtrackError, match="on the CPU"):
-        Tracker(model, device="cuda", backend="onnxruntime")
+        build_tracker(model, device="cuda", backend="onnxruntime")
     runner = CliRunner()
     for args, message in ((["--precision", "int8"], "int8 needs --backend onnxruntime"),
                           (["--backend", "onnxruntime", "--precision", "bf16"], "runs auto, fp32, int8"),
@@ -190,14 +190,14 @@ def test_backend_and_precision_errors(lite, monkeypatch):
         assert result.exit_code != 0 and message in result.output, result.output
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # not installed
     with pytest.raises(SiamtrackError, match=r"pip install 'siamtrack\[onnx\]'"):
-        Tracker(model, backend="onnxruntime")
+        build_tracker(model, backend="onnxruntime")
 
 
 def test_a_failed_export_leaves_nothing_in_the_cache(lite, onnx_cache, monkeypatch):
     """Export is atomic: a failure part-way (a graph half written) leaves neither the export nor its
     temporary folder, so the next run exports again instead of loading a broken file."""
-    import siamtrack.onnx_export as onnx_export
-    from siamtrack.onnx_runtime import model_digest
+    import siamtrack.backends.onnx_export as onnx_export
+    from siamtrack.backends.onnx_runtime import model_digest
 
     def half_written(model, out, **kwargs):
         (out / "template.onnx").write_bytes(b"partial")
@@ -207,7 +207,7 @@ def test_a_failed_export_leaves_nothing_in_the_cache(lite, onnx_cache, monkeypat
     model = type(lite[0])()  # other weights: not in the cache
     monkeypatch.setattr(onnx_export, "export_graphs", half_written)
     with pytest.raises(RuntimeError, match="interrupted"):
-        Tracker(model, backend="onnxruntime")
+        build_tracker(model, backend="onnxruntime")
     assert list((onnx_cache / model_digest(model)).iterdir()) == []
 
 
@@ -223,7 +223,7 @@ def test_bench_combinations_keep_what_each_backend_runs():
 
 
 def test_int8_needs_calibration_videos(tmp_path, monkeypatch):
-    from siamtrack.onnx_quant import CALIBRATION_ENV, calibration_root
+    from siamtrack.backends.onnx_quant import CALIBRATION_ENV, calibration_root
 
     monkeypatch.setenv(CALIBRATION_ENV, str(tmp_path / "none"))
     with pytest.raises(SiamtrackError, match="--calibration DIR"):
@@ -257,7 +257,7 @@ def test_int8_accuracy_floor(lite, name, root):
     need(TRAIN_VIDEOS)
     need(root)
     model, model_name, preset = lite
-    int8 = Tracker(model, preset, precision="int8", model_name=model_name, backend="onnxruntime")
+    int8 = build_tracker(model, preset, precision="int8", model_name=model_name, backend="onnxruntime")
     assert int8.precision == "int8"
     sidecar = int8.net.sidecar
     assert sidecar["precision"] == "int8" and sidecar["calibration"]["source"] == str(TRAIN_VIDEOS)
@@ -265,7 +265,7 @@ def test_int8_accuracy_floor(lite, name, root):
     search = onnx.load(str(int8.net.folder / "search.onnx"))
     assert sum(n.op_type == "QuantizeLinear" for n in search.graph.node) > 20
     j_int8 = mean_j(int8, root, name)
-    j_fp32 = mean_j(Tracker(model, preset, device="cpu", precision="fp32"), root, name)
+    j_fp32 = mean_j(build_tracker(model, preset, device="cpu", precision="fp32"), root, name)
     assert j_int8 >= INT8_FLOORS[name], f"{name}: int8 J {j_int8:.3f} below the floor {INT8_FLOORS[name]}"
     assert j_int8 >= j_fp32 - 0.03, f"{name}: int8 J {j_int8:.3f} vs fp32 {j_fp32:.3f}"
 

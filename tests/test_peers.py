@@ -108,10 +108,10 @@ def test_absent_files_are_one_line_errors(empty_lookup):
     assert result.exit_code == 1 and "siamtrack weights download opencv-vit" in one_line(result.output)
     result = run("weights", "verify", "opencv-nano")
     assert result.exit_code == 1 and "not found" in one_line(result.output)
-    from siamtrack.tracker import Tracker
+    from siamtrack.api import from_pretrained
 
     with pytest.raises(SiamtrackError, match="not a SiamMask checkpoint.*--tracker opencv-nano"):
-        Tracker.from_pretrained("opencv-nano")
+        from_pretrained("opencv-nano")
 
 
 # Download from a local server -------------------------------------------------------------------
@@ -221,3 +221,25 @@ def test_bench_times_the_peers_beside_each_other(pretrained, tmp_path):
     assert report["model"] is None and report["trackers"] == ["opencv-vit", "opencv-nano"]
     result = run("bench", "--tracker", "opencv-nano", "--lost")
     assert result.exit_code == 2 and "--tracker siammask only" in result.output
+
+
+def test_bench_times_several_models_and_the_peers_in_one_run(pretrained, tmp_path):
+    """Every model's cases and the peers share the frames; each model's ratio is to its own reference."""
+    out = tmp_path / "bench.json"
+    result = run("bench", "--model", "siammask-lite,nanotrack-v3", "--tracker", "siammask,opencv-nano",
+                 "--precision", "fp32", "--threads", 1, "--frames", 2, "--warmup", 1, "--size", "320x240",
+                 "--json", out)
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    rows = [(r["model"], r["precision"]) for r in report["results"]]
+    assert rows == [("siammask-lite", "fp32"), ("siammask-lite", "fp32-reference"), ("nanotrack-v3", "fp32"),
+                    ("nanotrack-v3", "fp32-reference"), ("opencv-nano", "fp32")]
+    assert report["models"] == ["siammask-lite", "nanotrack-v3"]
+    by = {(r["model"], r["precision"]): r for r in report["results"]}
+    for name in report["models"]:
+        assert by[(name, "fp32-reference")]["vs_reference"] == 1.0
+        fast = by[(name, "fp32")]
+        assert fast["vs_reference"] == pytest.approx(fast["fps"] / by[(name, "fp32-reference")]["fps"])
+    assert "nanotrack-v3 fp32" in result.output and "siammask-lite fp32" in result.output
+    result = run("bench", "--model", "nanotrack-v3,nanotrack-v3")
+    assert result.exit_code == 2 and "twice" in result.output

@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from siamtrack import weights
+from siamtrack.api import from_checkpoint, from_pretrained
 from siamtrack.cli import main
 from siamtrack.io import synthetic
 from siamtrack.models import build_model
-from siamtrack.tracker import DEFAULT_PRESET, PRESETS, Preset, Tracker
+from siamtrack.presets import DEFAULT_PRESET, PRESETS, Preset
 
 TUNED = {"penalty_k": 0.1, "window_influence": 0.3, "lr": 0.6, "seg_thr": 0.45}
 
@@ -37,19 +38,19 @@ def test_every_builtin_preset_has_its_own_name():
 def test_a_checkpoint_preset_is_named_after_its_model(tmp_path):
     stored = {"name": "lite", **TUNED}
     tuned = _lite_checkpoint(tmp_path / "mine.pt", preset=stored, preset_tuning={"score": 0.5})
-    assert Tracker.from_checkpoint(tuned, device="cpu").preset == Preset("mine-tuned", **TUNED)
-    assert Tracker.from_checkpoint(tuned, device="cpu", model_name="v2").preset.name == "v2-tuned"
+    assert from_checkpoint(tuned, device="cpu").preset == Preset("mine-tuned", **TUNED)
+    assert from_checkpoint(tuned, device="cpu", model_name="v2").preset.name == "v2-tuned"
     untuned = _lite_checkpoint(tmp_path / "plain.pt", preset=stored)
-    assert Tracker.from_checkpoint(untuned, device="cpu").preset == Preset("plain-checkpoint", **TUNED)
+    assert from_checkpoint(untuned, device="cpu").preset == Preset("plain-checkpoint", **TUNED)
     bare = _lite_checkpoint(tmp_path / "bare.pt")
-    assert Tracker.from_checkpoint(bare, device="cpu").preset == PRESETS["lite-untuned"]
-    assert Tracker.from_checkpoint(tuned, preset="vot", device="cpu").preset == PRESETS["vot"]
+    assert from_checkpoint(bare, device="cpu").preset == PRESETS["lite-untuned"]
+    assert from_checkpoint(tuned, preset="vot", device="cpu").preset == PRESETS["vot"]
 
 
 def test_the_shipped_model_tracks_with_its_tuned_preset():
     if not weights.is_present("siammask-lite"):
         pytest.skip("shipped weights not present")
-    tracker = Tracker.from_pretrained("siammask-lite", device="cpu", precision="fp32")
+    tracker = from_pretrained("siammask-lite", device="cpu", precision="fp32")
     assert tracker.preset == Preset("siammask-lite-tuned", penalty_k=0.04, window_influence=0.4, lr=0.3, seg_thr=0.55)
 
 

@@ -30,11 +30,11 @@ def test_registry_records_the_shipped_file():
 
 
 def mean_j(root, name: str, max_frames: int = 30) -> float:
-    from siamtrack.tracker import Tracker
+    from siamtrack.api import from_pretrained
 
     track = ds.davis_tracks(root, sequences=[name])[0]
     cache = ds.FrameCache()
-    tracker = Tracker.from_pretrained("siammask-lite", device="cpu", precision="fp32")
+    tracker = from_pretrained("siammask-lite", device="cpu", precision="fp32")
     tracker.init(cache.frame(track.frames[0]), tuple(track.boxes[0]))
     n = min(len(track.frames), max_frames)
     values = []
@@ -58,12 +58,12 @@ def test_accuracy_floor(name, root):
 @pytest.mark.slow
 def test_dev_set_floor():
     """The six dev sequences, every frame, the default settings: what README's results table reports."""
+    from siamtrack.api import from_pretrained
     from siamtrack.eval.harness import evaluate_davis
-    from siamtrack.tracker import Tracker
 
     if not weights.is_present("siammask-lite"):
         pytest.skip("shipped weights not present")
     root = need(SHARED / "data" / "davis")
-    summary = evaluate_davis(root, Tracker.from_pretrained("siammask-lite", device="cpu", precision="fp32"))["summary"]
+    summary = evaluate_davis(root, from_pretrained("siammask-lite", device="cpu", precision="fp32"))["summary"]
     for key, floor in DEV_FLOORS.items():
         assert summary[key] >= floor, f"dev {key} {summary[key]:.3f} below the floor {floor}"

@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 import torch
 
+from siamtrack.api import build_tracker
 from siamtrack.errors import SiamtrackError
-from siamtrack.tracker import BoxClippedWarning, Tracker, TrackResult
+from siamtrack.results import BoxClippedWarning, TrackResult
+from siamtrack.tracker import Tracker
 from siamtrack.weights.loading import load_checkpoint
 
 W, H = 320, 240
@@ -45,7 +47,7 @@ def model(synthetic_checkpoint):
 @pytest.fixture(scope="module")
 def tracker(model) -> Tracker:
     """One fp32 CPU tracker for the module; every test calls ``init`` first."""
-    return Tracker(model, "davis", device="cpu", precision="fp32")
+    return build_tracker(model, "davis", device="cpu", precision="fp32")
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +195,7 @@ def test_bad_color(tracker):
 
 
 def test_track_before_init(model):
-    fresh = Tracker(model, "davis", device="cpu", precision="fp32-reference")
+    fresh = build_tracker(model, "davis", device="cpu", precision="fp32-reference")
     with pytest.raises(SiamtrackError, match="before track") as exc:
         fresh.track(MOVING[0])
     assert_one_line(exc)
@@ -206,14 +208,14 @@ def test_track_before_init(model):
 ])
 def test_bad_options(model, kwargs, match):
     with pytest.raises(SiamtrackError, match=match) as exc:
-        Tracker(model, device="cpu", **kwargs)
+        build_tracker(model, device="cpu", **kwargs)
     assert_one_line(exc)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_requested_without_cuda(model):
     with pytest.raises(SiamtrackError, match="CUDA was requested") as exc:
-        Tracker(model, device="cuda")
+        build_tracker(model, device="cuda")
     assert_one_line(exc)
 
 

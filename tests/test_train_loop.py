@@ -141,7 +141,7 @@ def test_checkpoint_holds_only_what_weights_only_loading_accepts(tmp_path):
 @pytest.mark.parametrize("name", ["siammask-lite.toml", "siammask-lite-v1.toml", "siammask-lite-v1-lite1.toml",
                                   "siammask-sharp.toml"])
 def test_shipped_recipes_are_valid(name):
-    from siamtrack.tracker import Preset
+    from siamtrack.presets import Preset
     from siamtrack.train.datasets import DATASET_READERS
 
     run = RunConfig.load(Path(__file__).resolve().parents[1] / "configs" / name)

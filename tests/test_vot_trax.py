@@ -50,9 +50,9 @@ def clip(tmp_path_factory):
 
 def in_process(seq: Path, init_box, backend: str = "torch") -> list:
     """The same model tracking the same JPEG frames in this process."""
-    from siamtrack.tracker import Tracker
+    from siamtrack.api import from_pretrained
 
-    tracker = Tracker.from_pretrained("siammask-lite", device="cpu", precision="fp32", backend=backend)
+    tracker = from_pretrained("siammask-lite", device="cpu", precision="fp32", backend=backend)
     paths = sorted((seq / "color").glob("*.jpg"))
     tracker.init(cv2.imread(str(paths[0])), [init_box])
     return [tracker.track(cv2.imread(str(p)))[0] for p in paths[1:]]

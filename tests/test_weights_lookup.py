@@ -122,11 +122,11 @@ def test_the_shipped_model_is_checked_against_the_registry(home):
 
 
 def test_a_damaged_copy_earlier_in_the_lookup_is_refused(home, tmp_path, monkeypatch):
-    from siamtrack.tracker import Tracker
+    from siamtrack.api import from_pretrained
 
     monkeypatch.setenv(weights.ENV_DIR, str(tmp_path))
     bad = flip_last_byte(SHIPPED, tmp_path / "siammask-lite.pt")
-    for load in (lambda: weights.resolve(), lambda: Tracker.from_pretrained(device="cpu")):
+    for load in (lambda: weights.resolve(), lambda: from_pretrained(device="cpu")):
         with pytest.raises(CheckpointError) as exc:
             load()
         msg = one_line(exc)
@@ -246,14 +246,14 @@ def test_weights_list_shows_where_and_the_lookup_order(home, tmp_path, monkeypat
 def test_weights_list_shows_the_preset_a_run_uses(home, tmp_path, monkeypatch):
     """The shipped model stores its tuned preset: that is what `run` tracks with, not the registry's
     fallback; a file that cannot be read says so instead of failing the listing."""
-    from siamtrack.tracker import Tracker
+    from siamtrack.api import from_pretrained
 
     monkeypatch.setenv(weights.ENV_DIR, str(tmp_path / "mine"))
     monkeypatch.setenv("COLUMNS", "250")
     entry = weights.get_entry("siammask-lite")
     result = invoke("weights", "list")
     row = next(line for line in result.output.splitlines() if "siammask-lite (default)" in line)
-    used = Tracker.from_pretrained("siammask-lite", device="cpu").preset.name
+    used = from_pretrained("siammask-lite", device="cpu").preset.name
     assert used == "siammask-lite-tuned" and used in row and entry.preset not in row
 
     (tmp_path / "mine").mkdir()

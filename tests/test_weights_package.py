@@ -82,8 +82,9 @@ import json, siamtrack
 from siamtrack import weights
 from siamtrack.io.synthetic import frames
 from siamtrack.tracker import Tracker
+from siamtrack.api import from_pretrained
 entry, path = weights.resolve()
-tracker = Tracker.from_pretrained(device="cpu", precision="fp32")
+tracker = from_pretrained(device="cpu", precision="fp32")
 clip = list(frames(6, size=(320, 240)))
 tracker.init(clip[0].image, clip[0].box)
 areas = [int(tracker.track(f.image)[0].mask.sum()) for f in clip[1:]]

@@ -22,7 +22,7 @@ from siamtrack.choices import BACKEND_PRECISIONS, BACKENDS, DEVICES, PRECISIONS,
 from siamtrack.errors import SiamtrackError
 
 if TYPE_CHECKING:
-    from siamtrack.tracker import ObjectTracker
+    from siamtrack.results import ObjectTracker
 
 Box = tuple[float, float, float, float]
 
@@ -176,7 +176,7 @@ def check_device(device: str) -> None:
     opened; torch is imported only for an explicit device, so the other commands start as fast."""
     if device in ("auto", "cpu"):
         return
-    from siamtrack.tracker import resolve_device
+    from siamtrack.backends import resolve_device
 
     try:
         resolve_device(device)
@@ -240,13 +240,12 @@ def make_tracker(model: str | None, checkpoint: str | None, preset: str | None, 
     if model and checkpoint:
         raise click.UsageError("give --model or --checkpoint, not both")
     check_backend(backend, precision, device)
-    from siamtrack.tracker import Tracker
+    from siamtrack.api import from_checkpoint, from_pretrained
 
     if checkpoint:
-        tracker = Tracker.from_checkpoint(checkpoint, preset=preset, device=device, precision=precision,
-                                          backend=backend)
+        tracker = from_checkpoint(checkpoint, preset=preset, device=device, precision=precision, backend=backend)
     else:
-        tracker = Tracker.from_pretrained(model, preset=preset, device=device, precision=precision, backend=backend)
+        tracker = from_pretrained(model, preset=preset, device=device, precision=precision, backend=backend)
     if lost:
         changed = {**tracker.preset.to_dict(), **lost}
         if changed["lost_score"] > changed["uncertain_score"]:

@@ -82,7 +82,8 @@ def _network(model: str | None, checkpoint: str | None, arch: str | None, preset
     model is not downloaded: the cost of a forward pass does not depend on the values.
     """
     from siamtrack import weights
-    from siamtrack.tracker import DEFAULT_PRESET, load_network
+    from siamtrack.api import load_network
+    from siamtrack.presets import DEFAULT_PRESET
 
     given = sum(x is not None for x in (model, checkpoint, arch))
     if given > 1:
@@ -134,7 +135,8 @@ def _label(r: dict[str, Any]) -> str:
     if r["tracker"] != "siammask":
         return r["tracker"]
     backend = "" if r["backend"] == "torch" else "ort "
-    return backend + r["precision"] + (" lost" if r["lost"] else "")
+    model = f"{r['model']} " if r.get("several_models") else ""
+    return model + backend + r["precision"] + (" lost" if r["lost"] else "")
 
 
 def _print(report: dict[str, Any]) -> None:
@@ -144,6 +146,8 @@ def _print(report: dict[str, Any]) -> None:
 
     out = console()
     results = report["results"]
+    for r in results:
+        r["several_models"] = len(report.get("models", [])) > 1
     what = report["model"] or ", ".join(report["trackers"])
     table = Table(title=f"siamtrack bench: {what}, {report['objects']} object(s), {report['device']}")
     for col in ("case", "threads", "step", "stage", "median ms", "p10 ms", "p90 ms"):
@@ -174,7 +178,8 @@ def _print(report: dict[str, Any]) -> None:
     out.print(summary)
     cpu = report["cpu"]
     lines = [
-        f"model: {report['model']} ({report['arch']}, preset {report['preset']}); {report['note']}"
+        (f"models: {report['model']}; {report['note']}" if len(report.get("models", [])) > 1 else
+         f"model: {report['model']} ({report['arch']}, preset {report['preset']}); {report['note']}")
         if report["model"] else f"trackers: {', '.join(report['trackers'])}",
         f"input: {report['source']}; {results[0]['timed_frames']} timed steps after {report['warmup']} warm-up, "
         "cases interleaved frame by frame",
@@ -204,7 +209,9 @@ def _print(report: dict[str, Any]) -> None:
 @click.option("--tracker", "trackers", default="siammask", show_default=True,
               help=f"One or several (comma-separated) of {', '.join(TRACKERS)}; timed interleaved "
                    "(siammask: every --backend/--precision case; an OpenCV tracker: one case per thread count).")
-@click.option("--model", default=None, metavar="NAME", help="Registry model (default: the default model if present).")
+@click.option("--model", default=None, metavar="NAME",
+              help="Registry model, or several comma-separated, timed interleaved (default: the default model if "
+                   "present).")
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), default=None, help="A checkpoint file.")
 @click.option("--arch", type=click.Choice(ARCHS), default=None,
               help="Time this architecture with random weights (cost does not depend on values).")
@@ -249,6 +256,7 @@ def bench(source: str | None, bboxes: tuple[str, ...], trackers: str, model: str
       siamtrack bench video.mp4 --bbox 305,112,165,250
       siamtrack bench --lost --threads 1
       siamtrack bench --tracker siammask,opencv-nano,opencv-vit --threads 2
+      siamtrack bench --model siammask-lite,nanotrack-v3 --tracker siammask,opencv-nano --threads 2
     """
     import json
     from pathlib import Path
@@ -257,8 +265,8 @@ def bench(source: str | None, bboxes: tuple[str, ...], trackers: str, model: str
     import torch
 
     from siamtrack import __version__
+    from siamtrack.api import build_tracker
     from siamtrack.bench import Case, cpu_info, reference_ratios, run_benchmark
-    from siamtrack.tracker import Tracker
 
     names = parse_list(trackers, TRACKERS, "--tracker") or ["siammask"]
     siammask = "siammask" in names
@@ -272,7 +280,10 @@ def bench(source: str | None, bboxes: tuple[str, ...], trackers: str, model: str
     images, boxes, described = _frames(source, 1 + warmup + frames, parse_size(size), bboxes)
     count = objects or len(boxes)
     boxes = [boxes[i % len(boxes)] for i in range(count)]
-    net, name, chosen_preset, note = _network(model, checkpoint, arch, preset) if siammask else (None,) * 4
+    models = [m.strip() for m in model.split(",") if m.strip()] if model else [None]
+    if len(set(models)) != len(models):
+        raise click.BadParameter(f"{model} names a model twice", param_hint="--model")
+    networks = [_network(m, checkpoint, arch, preset) for m in models] if siammask else []
     vs = vs if siammask else "none"
     added = vs != "none" and ("torch", vs) not in combos
     if added:
@@ -284,18 +295,23 @@ def bench(source: str | None, bboxes: tuple[str, ...], trackers: str, model: str
 
             cases += [Case(OpenCVTracker(tracker_name), t) for t in thread_list]
             continue
-        for backend, p in combos:
-            for searching in (False, True) if lost else (False,):
-                if backend == "torch":  # torch threads are process-wide: one tracker, set per case
-                    tracker = Tracker(net, chosen_preset, device=device, precision=p, model_name=name)
-                    cases += [Case(tracker, t, lost=searching) for t in thread_list]
-                else:  # ONNX Runtime fixes its threads per session: one tracker per count
-                    cases += [Case(Tracker(net, chosen_preset, device=device, precision=p, model_name=name,
-                                           backend=backend, threads=t), t, lost=searching) for t in thread_list]
+        for net, name, chosen_preset, _ in networks:
+            for backend, p in combos:
+                for searching in (False, True) if lost else (False,):
+                    if backend == "torch":  # torch threads are process-wide: one tracker, set per case
+                        tracker = build_tracker(net, chosen_preset, device=device, precision=p, model_name=name)
+                        cases += [Case(tracker, t, lost=searching) for t in thread_list]
+                    else:  # ONNX Runtime fixes its threads per session: one tracker per count
+                        cases += [Case(build_tracker(net, chosen_preset, device=device, precision=p, model_name=name,
+                                                     backend=backend, threads=t), t, lost=searching)
+                                  for t in thread_list]
     result = run_benchmark(cases, images, boxes, warmup=warmup)
     first = next((c.tracker for c in cases if c.tracker.arch != "opencv"), cases[0].tracker)
+    name = ", ".join(n for _, n, _, _ in networks) or None
+    note = "; ".join(n for _, _, _, n in networks) or None
     report = {"siamtrack": __version__, "torch": torch.__version__, "opencv": cv2.__version__, "trackers": names,
-              "model": name, "arch": first.arch, "preset": first.preset.name if first.preset else None,
+              "model": name, "models": [n for _, n, _, _ in networks], "arch": first.arch,
+              "preset": first.preset.name if first.preset else None,
               "device": str(first.device), "source": described, "objects": count,
               "warmup": warmup, "frames": frames, "note": note, "cpu": cpu_info(), **result}
     if vs != "none":

@@ -52,10 +52,11 @@ def onnx(model: str | None, checkpoint: str | None, preset: str | None, out: str
     """
     import tempfile
 
+    from siamtrack.api import load_network
+    from siamtrack.backends.onnx_export import GRAPHS, SIDECAR, write_export
     from siamtrack.commands._common import summary_table
-    from siamtrack.onnx_export import GRAPHS, SIDECAR, write_export
+    from siamtrack.presets import PRESETS
     from siamtrack.runs import OutDir
-    from siamtrack.tracker import PRESETS, load_network
 
     if model and checkpoint:
         raise click.UsageError("give --model or --checkpoint, not both")
@@ -68,7 +69,7 @@ def onnx(model: str | None, checkpoint: str | None, preset: str | None, out: str
     if precision == "fp32":
         sidecar = write_export(net, target, meta)
     else:
-        from siamtrack.onnx_quant import calibration_root, write_int8
+        from siamtrack.backends.onnx_quant import calibration_root, write_int8
 
         source = calibration_root(calibration)
         with tempfile.TemporaryDirectory() as tmp:

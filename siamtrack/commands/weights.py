@@ -31,9 +31,9 @@ def list_cmd() -> None:
     from rich.table import Table
 
     from siamtrack import weights as reg
+    from siamtrack.api import registry_preset
     from siamtrack.commands._common import console
     from siamtrack.errors import SiamtrackError
-    from siamtrack.tracker import registry_preset
 
     table = Table(title="siamtrack weights")
     for col in ("name", "file", "present", "size", "arch", "preset", "source"):

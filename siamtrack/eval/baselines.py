@@ -27,7 +27,8 @@ import numpy as np
 from siamtrack.errors import SiamtrackError
 from siamtrack.geometry import RotatedBox, box_corners, box_mask
 from siamtrack.lost import TRACKED, UNCERTAIN
-from siamtrack.tracker import Preset, TrackResult
+from siamtrack.presets import Preset
+from siamtrack.results import TrackResult
 
 FACTORIES: dict[str, str] = {
     "opencv-mil": "TrackerMIL_create",

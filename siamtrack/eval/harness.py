@@ -32,7 +32,7 @@ from siamtrack.io.sources import read_image
 
 if TYPE_CHECKING:
     from siamtrack.executors import Executor
-    from siamtrack.tracker import ObjectTracker, TrackResult
+    from siamtrack.results import ObjectTracker, TrackResult
 
 JF_COLUMNS = ("J_mean", "J_recall", "J_decay", "F_mean", "F_recall", "F_decay", "JF_mean")
 DAVIS_COLUMNS = (*JF_COLUMNS, "box_auc")

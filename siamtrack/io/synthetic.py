@@ -271,7 +271,7 @@ class OracleTracker:
 
     def init(self, frame: np.ndarray, boxes: Sequence[float] | Sequence[Sequence[float]], *,
              color: str = "bgr") -> list[int]:
-        from siamtrack.tracker import BoxClippedWarning, clip_box
+        from siamtrack.results import BoxClippedWarning, clip_box
 
         many = isinstance(boxes[0], (list, tuple, np.ndarray))
         self._boxes = []
@@ -289,7 +289,7 @@ class OracleTracker:
     def reinit(self, frame: np.ndarray, obj_id: int, box: Sequence[float], *, color: str = "bgr") -> int:
         """As ``Tracker.reinit``: object ``obj_id`` (a new one when it is the next id) now stays at
         ``box``; object 0 keeps following the clip, as its truth does not move with a correction."""
-        from siamtrack.tracker import clip_box
+        from siamtrack.results import clip_box
 
         kept = clip_box(box, (frame.shape[1], frame.shape[0]))[0]
         if obj_id == len(self._boxes):
@@ -300,7 +300,7 @@ class OracleTracker:
 
     def track(self, frame: np.ndarray, *, color: str = "bgr") -> list[Any]:
         from siamtrack.geometry import box_mask, rotated_box_from_mask
-        from siamtrack.tracker import TrackResult
+        from siamtrack.results import TrackResult
 
         truth = next(self._truth)
         results = []

@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor, nn
 
@@ -71,6 +72,27 @@ def missing_methods(model: object, *, masks: bool = True) -> list[str]:
     """
     needed = NETWORK_METHODS if masks else tuple(n for n in NETWORK_METHODS if n != "refine")
     return [name for name in needed if not callable(getattr(model, name, None))]
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """What the tracker needs to know of a network besides its calls: its architecture name and head
+    type (``anchors``: SiamMask's RPN; ``points``: an anchor-free head with ``score_size`` x
+    ``score_size`` maps ``stride`` crop pixels apart) and whether it refines masks. A backend keeps it
+    when the torch module is gone (ONNX Runtime), so the decoder is chosen the same way."""
+
+    arch: str
+    head_type: str = "anchors"
+    score_size: int | None = None
+    stride: int | None = None
+    masks: bool = True
+
+
+def spec_of(model: Any) -> NetworkSpec:
+    """The ``NetworkSpec`` a network declares (SiamMask networks declare only ``arch``)."""
+    head = getattr(model, "head_type", "anchors")
+    return NetworkSpec(getattr(model, "arch", type(model).__name__), head, getattr(model, "score_size", None),
+                       getattr(model, "stride", None), bool(getattr(model, "masks", head == "anchors")))
 
 
 def build_model(arch: str, **cfg) -> nn.Module:

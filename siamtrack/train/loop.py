@@ -365,11 +365,12 @@ def validate(model: nn.Module, run: RunConfig, device: torch.device | None = Non
     """
     import copy
 
-    from siamtrack.tracker import Tracker
+    from siamtrack.api import build_tracker
 
     dev = device or torch.device("cpu")
     tracks = ds.davis_tracks(run.val.root, sequences=run.val.sequences)
-    tracker = Tracker(copy.deepcopy(model).to(dev).eval(), run.preset or "davis", device=str(dev), precision="fp32")
+    tracker = build_tracker(copy.deepcopy(model).to(dev).eval(), run.preset or "davis", device=str(dev),
+                            precision="fp32")
     cache = ds.FrameCache(1 << 28)
     out = {}
     for track in tracks:
@@ -453,7 +454,7 @@ def _check_same_recipe(saved: dict[str, Any], current: dict[str, Any], ckpt: Pat
 def train(config_path: str | Path, out_dir: str | Path, *, resume: bool = False, device: str = "cpu",
           precision: str | None = None, max_steps: int | None = None, progress: bool = True) -> Path:
     """Run (or resume) a training run; returns the path of the last checkpoint."""
-    from siamtrack.tracker import resolve_device
+    from siamtrack.backends import resolve_device
 
     dev = resolve_device(device)
     run = RunConfig.load(config_path)
@@ -472,7 +473,7 @@ def train(config_path: str | Path, out_dir: str | Path, *, resume: bool = False,
     if dev.type == "cpu" and cfg.precision == "fp16":
         raise SiamtrackError("fp16 training is for CUDA; on a CPU use bf16 (native bf16 CPUs) or fp32")
     if dev.type == "cpu" and cfg.precision == "bf16":
-        from siamtrack.engine import cpu_has_native_bf16
+        from siamtrack.backends.engine import cpu_has_native_bf16
 
         if not cpu_has_native_bf16():
             raise SiamtrackError("this CPU has no native bf16 (AVX512-BF16 or AMX): bf16 would be emulated "

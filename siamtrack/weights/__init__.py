@@ -14,7 +14,7 @@ A model is one file (a torch checkpoint) or several (``files``: the ONNX network
 peer runs, each with its own URL, size and SHA-256). A file name may hold a relative subpath
 (``nanotrack/onnx-v2/...``), looked up and downloaded beneath each folder.
 
-Every file is checked when it is used (``resolve``, hence ``Tracker.from_pretrained``, and
+Every file is checked when it is used (``resolve``, hence ``siamtrack.from_pretrained``, and
 ``siamtrack weights verify``): size and SHA-256 must match the registry where it has them
 (the shipped model) and otherwise the record written on first use. The official files have
 no published checksums: the first time one is verified against the expected network

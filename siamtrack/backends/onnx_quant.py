@@ -24,8 +24,8 @@ import numpy as np
 
 from siamtrack import geometry as geo
 from siamtrack.atomic import atomic_folder
+from siamtrack.backends.onnx_export import FEATURES, KERNELS, SIDECAR, read_sidecar
 from siamtrack.errors import SiamtrackError
-from siamtrack.onnx_export import FEATURES, KERNELS, SIDECAR, read_sidecar
 
 CALIBRATION_ENV = "SIAMTRACK_CALIBRATION"
 # The checkout's training videos (a source checkout beside ../shared); absent in an installed package.

@@ -1,18 +1,21 @@
 """The ``onnxruntime`` backend: the network's calls answered by ONNX Runtime sessions.
 
 The tracker keeps its geometry, presets and post-processing; only the network changes. A
-network given to the tracker is exported once (``siamtrack.onnx_export``) into a cache folder
+network given to the tracker is exported once (``siamtrack.backends.onnx_export``) into a cache folder
 named after its weights (``~/.cache/siamtrack/onnx/<digest>/fp32``, or ``$SIAMTRACK_ONNX_CACHE``)
-and, for int8, quantized once beside it (``<digest>/int8``, see ``siamtrack.onnx_quant``); later
+and, for int8, quantized once beside it (``<digest>/int8``, see ``siamtrack.backends.onnx_quant``); later
 runs load the cached graphs. onnxruntime is imported only when this backend is used.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sys
 import time
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -20,11 +23,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from siamtrack.backends.onnx_export import FEATURES, FORMAT, KERNELS, SIDECAR, onnx_missing, read_sidecar
 from siamtrack.choices import BACKEND_PRECISIONS
 from siamtrack.errors import SiamtrackError
+from siamtrack.models import NetworkSpec, spec_of
 from siamtrack.models.nanotrack import NanoSearch
 from siamtrack.models.siammask import SearchFeatures, TemplateKernels
-from siamtrack.onnx_export import FEATURES, FORMAT, KERNELS, SIDECAR, onnx_missing, read_sidecar
+from siamtrack.styles import Style, context_crops
 
 CACHE_ENV = "SIAMTRACK_ONNX_CACHE"
 USER_CACHE = Path("~/.cache/siamtrack/onnx")
@@ -69,7 +74,7 @@ def _note(message: str) -> None:
 
 def cached_export(model: nn.Module, precision: str, *, model_name: str | None = None) -> Path:
     """The export folder of ``model`` in ``precision``, made now (with a note on stderr) if not cached."""
-    from siamtrack.onnx_export import write_export
+    from siamtrack.backends.onnx_export import write_export
 
     root = cache_dir() / model_digest(model)
     fp32 = root / "fp32"
@@ -79,7 +84,7 @@ def cached_export(model: nn.Module, precision: str, *, model_name: str | None = 
         write_export(model, fp32, meta, replace=False)  # a concurrent process's finished export stays
     if precision == "fp32":
         return fp32
-    from siamtrack.onnx_quant import calibration_root, check_quantizable, write_int8
+    from siamtrack.backends.onnx_quant import calibration_root, check_quantizable, write_int8
 
     check_quantizable(read_sidecar(fp32))
     int8 = root / "int8"
@@ -91,20 +96,23 @@ def cached_export(model: nn.Module, precision: str, *, model_name: str | None = 
 
 
 class OrtNetwork:
-    """An export folder run by ONNX Runtime, with the calls the tracker makes on a prepared network
-    (``template``, ``backbone``, ``heads``, ``refine``) and torch tensors in and out.
+    """An export folder run by ONNX Runtime as the tracker's ``Runtime`` (``spec``: the exported
+    network's), torch tensors in and out of the network calls.
 
-    ``backbone`` only hands the crops over: the search graph holds trunk and heads together and runs
-    in ``heads``, once per crop. ``graph_seconds`` accumulates the time spent in each graph.
+    The crops stay numpy (NCHW float32, what the graphs take) and ``backbone`` only hands them over:
+    the search graph holds trunk and heads together and runs in ``heads``, once per crop.
+    ``graph_seconds`` accumulates the time spent in each graph.
     """
 
     backend = "onnxruntime"
+    device = torch.device("cpu")
 
-    def __init__(self, folder: str | Path, threads: int | None = None) -> None:
+    def __init__(self, folder: str | Path, threads: int | None = None, spec: NetworkSpec | None = None) -> None:
         ort = _import_ort()
         self.folder = Path(folder)
         self.sidecar = read_sidecar(self.folder)
         self.arch = self.sidecar["arch"]
+        self.spec = spec or NetworkSpec(self.arch)
         self.precision = self.sidecar.get("precision", "fp32")
         self.threads = int(threads or torch.get_num_threads())
         opts = ort.SessionOptions()
@@ -131,7 +139,18 @@ class OrtNetwork:
         """Network FLOPs of one track step for one object, counted on the torch network at export."""
         return int(self.sidecar["flops_per_step"])
 
-    def template(self, z: Tensor) -> TemplateKernels:
+    def crops(self, frame: np.ndarray, centers: Sequence[np.ndarray], sides: Sequence[float], out_size: int,
+              pad: np.ndarray, style: Style) -> np.ndarray:
+        return np.ascontiguousarray(context_crops(frame, centers, sides, out_size, pad, style)
+                                    .transpose(0, 3, 1, 2), dtype=np.float32)
+
+    def inference(self) -> AbstractContextManager:
+        return contextlib.nullcontext()
+
+    def sync(self) -> None:
+        """Nothing to wait for: ONNX Runtime's CPU calls return when done."""
+
+    def template(self, z: Tensor | np.ndarray) -> TemplateKernels:
         out = self._run("template", {"z": _array(z)})
         return TemplateKernels(*(torch.from_numpy(k) for k in out))
 
@@ -167,7 +186,7 @@ class OrtBoxNetwork(OrtNetwork):
     """A box-only export (``BOX_GRAPHS``): no refine; ``heads`` gives the score and l/t/r/b maps and the
     correlation feature as ``NanoSearch``."""
 
-    def template(self, z: Tensor) -> BoxTemplate:
+    def template(self, z: Tensor | np.ndarray) -> BoxTemplate:
         (zf,) = self._run("template", {"z": _array(z)})
         return BoxTemplate(torch.from_numpy(zf))
 
@@ -191,4 +210,4 @@ def ort_network(model: nn.Module, precision: str, *, threads: int | None = None,
     mode = choose_ort_precision(precision)
     folder = cached_export(model, mode, model_name=model_name)
     kind = OrtBoxNetwork if read_sidecar(folder).get("box_only") else OrtNetwork
-    return kind(folder, threads), mode
+    return kind(folder, threads, spec_of(model)), mode

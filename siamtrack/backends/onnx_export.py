@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from siamtrack.atomic import atomic_folder
 from siamtrack.errors import SiamtrackError
+from siamtrack.models import spec_of
 from siamtrack.models.siammask import Refine, TemplateKernels
 
 SIDECAR = "siamtrack-onnx.json"
@@ -85,9 +86,7 @@ class _BoxSearch(nn.Module):
 
 def box_only(model: nn.Module) -> bool:
     """Whether ``model``'s head decoder makes no masks (its export has ``BOX_GRAPHS``)."""
-    from siamtrack.decoders import decoder_for
-
-    return not decoder_for(model).masks
+    return not spec_of(model).masks
 
 
 def graph_names(model: nn.Module) -> tuple[str, ...]:
@@ -136,7 +135,7 @@ def _refine_module(net: nn.Module) -> Refine:
 
 def graph_modules(model: nn.Module) -> dict[str, nn.Module]:
     """The exported computations as modules over a BatchNorm-folded copy of ``model``."""
-    from siamtrack.engine import fold_batchnorm
+    from siamtrack.backends.engine import fold_batchnorm
 
     net = fold_batchnorm(copy.deepcopy(model).float().eval())
     for p in net.parameters():
@@ -262,7 +261,7 @@ def write_export(model: nn.Module, out: str | Path, meta: dict[str, Any], *, ops
     ``check_graphs``; ``meta`` goes into the sidecar, which is returned. ``replace=False``: an export
     already complete at ``out`` (another process's) is kept."""
     from siamtrack import __version__
-    from siamtrack.engine import count_track_flops
+    from siamtrack.backends.engine import count_track_flops
 
     try:
         import onnx  # noqa: F401

@@ -20,14 +20,19 @@ import contextlib
 import copy
 import functools
 import warnings
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from siamtrack.choices import PRECISIONS
 from siamtrack.errors import SiamtrackError
-from siamtrack.models import SiamNetwork
+from siamtrack.models import NetworkSpec, SiamNetwork, spec_of
+from siamtrack.styles import Style, context_crops
 
 
 @functools.cache
@@ -271,3 +276,59 @@ def _count_flops(net: nn.Module, device: torch.device, masks: bool) -> int:
                 cell = torch.tensor([12], device=device)
                 net.refine(search, cell, cell)
     return int(counter.get_total_flops())
+
+
+class TorchRuntime:
+    """A network prepared by ``prepare_network`` as the tracker's ``Runtime``: crops cut on the CPU,
+    or on the GPU from one upload of the frame; calls under ``grad_context``."""
+
+    backend = "torch"
+    threads = None  # torch's process-wide setting (torch.set_num_threads)
+
+    def __init__(self, model: SiamNetwork, device: torch.device, precision: str) -> None:
+        self.spec: NetworkSpec = spec_of(model)
+        self.device = device
+        self.net, self.precision = prepare_network(model, device, precision)
+
+    @property
+    def decision_margin(self) -> float | None:
+        """A half-precision network's: decisions closer than this are made again by ``exact_backbone``."""
+        return getattr(self.net, "decision_margin", None)
+
+    def exact_backbone(self, x: torch.Tensor) -> Any:
+        return self.net.exact_backbone(x)
+
+    def crops(self, frame: np.ndarray, centers: Sequence[np.ndarray], sides: Sequence[float], out_size: int,
+              pad: np.ndarray, style: Style) -> torch.Tensor:
+        if self.device.type == "cuda":
+            from siamtrack.backends.geometry_torch import context_crop_torch
+
+            ft = torch.from_numpy(frame).to(self.device, non_blocking=True)
+            batch = torch.stack([context_crop_torch(ft, c, s, out_size, pad, style.half_up, truncate=style.truncate)
+                                 for c, s in zip(centers, sides, strict=True)])
+        else:
+            batch = torch.from_numpy(context_crops(frame, centers, sides, out_size, pad, style))
+        return batch.permute(0, 3, 1, 2).float()
+
+    def inference(self) -> AbstractContextManager:
+        return grad_context(self.precision)
+
+    def template(self, z: torch.Tensor) -> Any:
+        return self.net.template(z)
+
+    def backbone(self, x: torch.Tensor) -> Any:
+        return self.net.backbone(x)
+
+    def heads(self, feats: Any, kernels: Any) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        return self.net.heads(feats, kernels)
+
+    def refine(self, feats: Any, rows: torch.Tensor, cols: torch.Tensor,
+               batch_idx: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net.refine(feats, rows, cols, batch_idx)
+
+    def flops_per_step(self) -> int:
+        return count_track_flops(self.net, self.device, masks=self.spec.masks)
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
