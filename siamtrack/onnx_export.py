@@ -87,7 +87,7 @@ class _BoxSearch(nn.Module):
 class _PaddedDepthwiseCorr(DepthwiseCorr):
     """NanoTrack v3's depth-wise correlation as exported: its one-cell zero padding as the
     convolution's own padding rather than a Pad node before it (the same outputs; ONNX Runtime folds
-    no Pad into a convolution whose weights are an input: 3 % of the v3 search graph, measured)."""
+    no Pad into a convolution whose weights are an input: 2-3 % of the v3 search graph, measured)."""
 
     def __init__(self, corr: DepthwiseCorr) -> None:
         nn.Module.__init__(self)

@@ -11,7 +11,9 @@ correlations, whose kernels are inputs rather than weights, stay float.
 A box-only network (NanoTrack) has its head quantized, in the search graph; its MobileNetV3 trunk
 (the template graph and the search graph's first part) stays float: there the hard-swish and
 squeeze-excite layers, which have no int8 kernels, break every int8 run into short ones, so an int8
-trunk was slower than the float one and lost accuracy (docs/eval.md).
+trunk was slower than the float one and lost accuracy (docs/eval.md). Its correlations run in
+int8: their template-side operands come from int8 layers of the same graph, and ONNX Runtime fuses
+a float product between dequantized inputs and a quantized output into its int8 form.
 """
 
 from __future__ import annotations
@@ -39,9 +41,9 @@ QUANTIZED = ("template", "search")  # refine stays float: see INT8_NOTE
 INT8_NOTE = ("refine runs in float: its layers are narrow (4-32 channels), where int8 saves little time, "
              "and it draws the mask boundary")
 BOX_QUANTIZED = ("search",)  # the template graph is all trunk: see BOX_INT8_NOTE
-BOX_INT8_NOTE = ("the head is int8 (a depth-wise correlation, whose kernel is an input, excepted); the trunk (the "
-                 "template graph, the start of the search graph) runs in float: an int8 MobileNetV3 trunk was "
-                 "slower than float and lost accuracy")
+BOX_INT8_NOTE = ("the head is int8, its correlations included (their template side is made in the same graph); "
+                 "the trunk (the template graph, the start of the search graph) runs in float: an int8 "
+                 "MobileNetV3 trunk was slower than float and lost accuracy")
 TRUNK_SCOPE = "/trunk/"  # the exporter names a box network's trunk nodes after its ``trunk`` module
 SEARCH_CROPS_PER_VIDEO = 2
 

@@ -354,10 +354,11 @@ def test_int8_quantizes_a_box_models_head_on_training_crops_and_tracks_as_fp32(c
     graph = onnx.load(str(int8.net.folder / "search.onnx")).graph
     weights = {t.name for t in graph.initializer}
     convs = [n for n in graph.node if n.op_type == "Conv"]
+    dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
     trunk = [n for n in convs if "/trunk/" in n.name]
     assert trunk and all(n.input[1] in weights for n in trunk)  # float weights
-    head_int8 = [n for n in convs if "/trunk/" not in n.name and n.input[1] not in weights]
-    assert len(head_int8) > 20  # weights through DequantizeLinear
+    int8_convs = [n for n in convs if n.input[1] in dequantized]
+    assert len(int8_convs) > 20 and not any("/trunk/" in n.name for n in int8_convs)
     video = videos / "bear"
     frames = [cv2.imread(str(p)) for p in sorted((video / "JPEGImages").glob("*.jpg"))[:30]]
     ys, xs = np.nonzero(cv2.imread(str(video / "Annotations" / "00000.png"), 0))
