@@ -17,6 +17,7 @@ from siamtrack.decoders import AnchorDecoder, PointDecoder, decoder_for, ltrb_to
 from siamtrack.errors import CheckpointError, SiamtrackError
 from siamtrack.models import build_model, nanotrack, spec_of
 from siamtrack.presets import PRESETS
+from siamtrack.tracker import Tracker
 from siamtrack.weights.loading import load_checkpoint, read_checkpoint
 from tests.conftest import SHARED, need
 
@@ -309,20 +310,65 @@ def test_the_lost_state_works_on_a_box_models_scores():
 
 
 @pytest.mark.slow
-def test_onnxruntime_runs_a_box_model_as_torch_does_and_int8_is_refused_in_one_line():
+@pytest.mark.parametrize("version", [nanotrack.V3, nanotrack.V2])
+def test_onnxruntime_runs_a_box_model_as_torch_does(version):
+    onnx = pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     torch.manual_seed(2)
-    model = build_model(nanotrack.V2).eval()
+    model = build_model(version).eval()
+    preset = replace(PRESETS["nanotrack-v3" if version == nanotrack.V3 else "nanotrack-v2"], lost_state=False)
     frames = _clip(4)
-    boxes = []
+    boxes, trackers = [], []
     for backend in ("torch", "onnxruntime"):
-        t = build_tracker(model, "nanotrack-v2", device="cpu", precision="fp32", backend=backend,
-                          model_name="nano-test")
+        t = build_tracker(model, preset, device="cpu", precision="fp32", backend=backend, model_name="nano-test")
         t.init(frames[0], (100, 60, 50, 40))
         boxes.append([t.track(f)[0].box for f in frames[1:]])
+        trackers.append(t)
     np.testing.assert_allclose(np.array(boxes[0]), np.array(boxes[1]), atol=1e-2)
-    with pytest.raises(SiamtrackError) as exc:
-        build_tracker(model, "nanotrack-v2", device="cpu", precision="int8", backend="onnxruntime",
-                      model_name="nano-test")
-    assert str(exc.value) == ("int8 covers the SiamMask networks; nanotrack_v2 (boxes only) runs fp32 on the "
-                              "onnxruntime backend")
+    sidecar = trackers[1].net.sidecar
+    assert sidecar["box_only"] and max(sidecar["max_abs_diff_vs_torch"].values()) < 1e-3
+    # v3's depth-wise correlation pads inside its convolution (the export form), not in a Pad node
+    search = onnx.load(str(trackers[1].net.folder / "search.onnx"))
+    assert not any(n.op_type == "Pad" for n in search.graph.node)
+
+
+def _track_boxes(tracker: Tracker, frames: list[np.ndarray], box: tuple[float, ...]) -> list:
+    tracker.init(frames[0], box)
+    return [tracker.track(f)[0].box for f in frames[1:]]
+
+
+@pytest.mark.slow
+def test_int8_quantizes_a_box_models_head_on_training_crops_and_tracks_as_fp32(capsys):
+    """int8 for NanoTrack: calibrated on the training videos, cached like the SiamMask graphs; the
+    head's convolutions are int8, the trunk float; boxes stay on fp32's."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    videos = need(SHARED / "train_data" / "videos")
+    model = load_checkpoint(need(PRETRAINED / PTH[nanotrack.V3])).model
+    int8 = build_tracker(model, "nanotrack-v3", precision="int8", backend="onnxruntime", model_name="nanotrack-v3",
+                         threads=1)
+    assert int8.precision == "int8" and "quantizing nanotrack-v3 to int8" in capsys.readouterr().err
+    sidecar = int8.net.sidecar
+    assert sidecar["precision"] == "int8" and sidecar["box_only"] and sidecar["quantized"] == ["search"]
+    assert sidecar["calibration"]["source"] == str(videos) and sidecar["calibration"]["videos"] >= 20
+    fp32_folder = int8.net.folder.parent / "fp32"
+    assert (int8.net.folder / "template.onnx").read_bytes() == (fp32_folder / "template.onnx").read_bytes()
+    graph = onnx.load(str(int8.net.folder / "search.onnx")).graph
+    weights = {t.name for t in graph.initializer}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    trunk = [n for n in convs if "/trunk/" in n.name]
+    assert trunk and all(n.input[1] in weights for n in trunk)  # float weights
+    int8_convs = [n for n in convs if n.input[1] in dequantized]
+    assert len(int8_convs) > 20 and not any("/trunk/" in n.name for n in int8_convs)
+    video = videos / "bear"
+    frames = [cv2.imread(str(p)) for p in sorted((video / "JPEGImages").glob("*.jpg"))[:30]]
+    ys, xs = np.nonzero(cv2.imread(str(video / "Annotations" / "00000.png"), 0))
+    box = (float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1))
+    fp32 = build_tracker(model, "nanotrack-v3", precision="fp32", backend="onnxruntime", model_name="nanotrack-v3",
+                         threads=1)
+    ious = [_iou(a, b) for a, b in zip(_track_boxes(int8, frames, box), _track_boxes(fp32, frames, box), strict=True)]
+    assert np.mean(ious) >= 0.9 and min(ious) >= 0.7, ious
+    again = build_tracker(model, "nanotrack-v3", precision="int8", backend="onnxruntime",
+                          model_name="nanotrack-v3")
+    assert again.net.folder == int8.net.folder and "quantizing" not in capsys.readouterr().err

@@ -84,9 +84,8 @@ def cached_export(model: nn.Module, precision: str, *, model_name: str | None = 
         write_export(model, fp32, meta, replace=False)  # a concurrent process's finished export stays
     if precision == "fp32":
         return fp32
-    from siamtrack.backends.onnx_quant import calibration_root, check_quantizable, write_int8
+    from siamtrack.backends.onnx_quant import calibration_root, write_int8
 
-    check_quantizable(read_sidecar(fp32))
     int8 = root / "int8"
     if not (int8 / SIDECAR).is_file():
         source = calibration_root()
