@@ -118,17 +118,17 @@ def lost_result(obj_id: int, frame_wh: tuple[int, int], score: float) -> TrackRe
 def frame_outputs(mask127: np.ndarray | None, window: tuple[float, float, float, float] | None,
                   state: tuple[np.ndarray, np.ndarray], frame_wh: tuple[int, int], seg_thr: float,
                   mask_pad: float) -> tuple[np.ndarray, np.ndarray, RotatedBox, str]:
-    """Binary mask, probabilities (>= 0), rotated box and polygon source in frame coordinates.
+    """Mask (bool), probabilities (>= 0), rotated box and polygon source in frame coordinates.
 
     ``mask127`` is the refined mask over ``window`` (x, y, w, h in the frame); ``None`` for a
     box-only network, whose mask is the filled box of ``state`` (centre, size) and whose rotated
     box is that box. The rotated box of a mask falls back to ``state`` where the mask is empty.
     """
     if mask127 is None:
-        binary = geo.box_mask(frame_wh[::-1], geo.center_to_xywh(*state)).astype(np.uint8)
-        return binary, binary.astype(np.float32), geo.state_box(*state), "box"
+        mask = geo.box_mask(frame_wh[::-1], geo.center_to_xywh(*state))
+        return mask, mask.astype(np.float32), geo.state_box(*state), "box"
     prob = geo.warp_mask_to_frame(mask127, window, frame_wh, border=mask_pad)
     binary = (prob > seg_thr).astype(np.uint8)
     rotated, source = geo.rotated_box_from_mask(binary, *state)
     np.maximum(prob, 0.0, out=prob)
-    return binary, prob, rotated, source
+    return binary.view(bool), prob, rotated, source

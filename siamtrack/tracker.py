@@ -242,5 +242,4 @@ class Tracker:
             mask127, window, clipped if self.style.clip_first or mask127 is None else (center, size), wh,
             self.preset.seg_thr, self.style.mask_pad)
         st.moved_to(*clipped, best_score, state == TRACKED, look)
-        return TrackResult(i, geo.center_to_xywh(st.center, st.size), rotated, binary.astype(bool), prob,
-                           best_score, source, state)
+        return TrackResult(i, geo.center_to_xywh(st.center, st.size), rotated, binary, prob, best_score, source, state)

@@ -36,7 +36,7 @@ from siamtrack.errors import SiamtrackError
 
 CALIBRATION_ENV = "SIAMTRACK_CALIBRATION"
 # The checkout's training videos (a source checkout beside ../shared); absent in an installed package.
-DEFAULT_CALIBRATION = Path(__file__).resolve().parents[2] / "shared" / "train_data" / "videos"
+DEFAULT_CALIBRATION = Path(__file__).resolve().parents[3] / "shared" / "train_data" / "videos"
 QUANTIZED = ("template", "search")  # refine stays float: see INT8_NOTE
 INT8_NOTE = ("refine runs in float: its layers are narrow (4-32 channels), where int8 saves little time, "
              "and it draws the mask boundary")
