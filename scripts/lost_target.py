@@ -11,7 +11,7 @@ while hidden, and the re-acquisition delay (frames from the first frame the obje
 least half visible again until mask IoU >= 0.5). ``tune`` reads the normal step's score and
 appearance on training data only (generated clips with seeds >= 100, the held-back training
 sequences with an occluder painted in, and clean training sequences) and prints how often
-each appearance threshold calls a hidden and a clean frame a miss (siamtrack.tracker.LOST_TUNING).
+each appearance threshold calls a hidden and a clean frame a miss (siamtrack.presets.LOST_TUNING).
 """
 
 from __future__ import annotations

@@ -39,9 +39,11 @@ import torch
 from lost_target import seeds
 from tune_preset import LOST_KINDS, keeps, lost_record
 
+from siamtrack.api import from_pretrained
 from siamtrack.eval import boxes as bx
 from siamtrack.io.synthetic import scenario
-from siamtrack.tracker import Preset, Tracker
+from siamtrack.presets import Preset
+from siamtrack.tracker import Tracker
 from siamtrack.train import datasets as ds
 
 AXES = ("style", "penalty_k", "window_influence", "lr", "lost_score", "found_score")
@@ -125,8 +127,7 @@ def main() -> None:
                     help="JSON lines of every scored and checked preset; read to resume")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    tracker = Tracker.from_pretrained(args.model, device="cpu", precision="fp32", backend=args.backend,
-                                      threads=args.threads)
+    tracker = from_pretrained(args.model, device="cpu", precision="fp32", backend=args.backend, threads=args.threads)
     base = tracker.preset
     tracks = ds.davis_tracks(args.root, sequences=None if args.sequences is None else args.sequences.split(","))
     tracks = [replace(t, frames=t.frames[::args.frame_step], boxes=t.boxes[::args.frame_step],

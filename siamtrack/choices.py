@@ -24,7 +24,7 @@ PRESET_VALUES: dict[str, dict[str, Any]] = {
     "lite-untuned": _DAVIS,
     # NanoTrack (HonglinChu/SiamTrackers NanoTrack/models/config/configv3.yaml, configv2.yaml): its
     # tracker crops as PySOT's does; box-only, so seg_thr is unused
-    # lost_score/uncertain_score: NanoTrack's score stays high on background (siamtrack.tracker.NANO_LOST_TUNING)
+    # lost_score/uncertain_score: NanoTrack's score stays high on background (siamtrack.presets.NANO_LOST_TUNING)
     # Kept although a box-AUC grid on the 30 training videos (scripts/tune_box_preset.py nanotrack-v3 --root
     # ../shared/train_data/videos: pysot/opencv x penalty_k 0.02..0.2 x window_influence 0.3..0.55 x lr
     # 0.2..1.0, 105 presets) finds 0.726 at pysot 0.1 / 0.4 / 1.0 against these values' 0.688: every size
