@@ -33,6 +33,10 @@ class HeadDecoder:
         """(4, N) box outputs -> (4, N) candidate boxes cx, cy, w, h in crop pixels from the crop centre."""
         raise NotImplementedError
 
+    def mask_window(self, box: tuple[float, float, int, int], row: int, col: int) -> tuple[float, float, float, float]:
+        """Frame-space (x0, y0, w, h) of the 127x127 mask refined at cell (row, col) of search crop ``box``."""
+        return geo.mask_window(box, row, col)
+
     def select(self, center: np.ndarray, size: np.ndarray, score: np.ndarray, delta: np.ndarray,
                preset: Any) -> Pick:
         """The best candidate for a target at ``center``/``size`` and the updated state (before clipping).
@@ -94,22 +98,33 @@ def ltrb_to_boxes(delta: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class PointDecoder(HeadDecoder):
-    """Anchor-free heads (NanoTrack): one candidate per cell, its box as l/t/r/b distances; no masks."""
+    """Anchor-free heads (NanoTrack): one candidate per cell, its box as l/t/r/b distances.
+
+    ``masks``: the network refines a mask at the chosen point (siammask-nano); a point model says
+    so with a ``masks`` attribute (NanoTrack has none: box only).
+    """
 
     points: np.ndarray = None  # (N, 2)
-    masks: ClassVar[bool] = False
+    stride: int = 16
+    masks: bool = False
 
     @classmethod
     def for_model(cls, model: Any) -> PointDecoder:
-        return cls.of_size(int(model.score_size), int(model.stride))
+        return cls.of_size(int(model.score_size), int(model.stride), bool(getattr(model, "masks", False)))
 
     @classmethod
-    def of_size(cls, score_size: int, stride: int) -> PointDecoder:
+    def of_size(cls, score_size: int, stride: int, masks: bool = False) -> PointDecoder:
         win = np.outer(np.hanning(score_size), np.hanning(score_size)).ravel()
-        return cls(win, (1, score_size, score_size), point_grid(score_size, stride))
+        return cls(win, (1, score_size, score_size), points=point_grid(score_size, stride), stride=stride, masks=masks)
 
     def boxes(self, delta: np.ndarray) -> np.ndarray:
         return ltrb_to_boxes(delta, self.points)
+
+    def mask_window(self, box: tuple[float, float, int, int], row: int, col: int) -> tuple[float, float, float, float]:
+        """The 127-pixel square centred on point (row, col) (``point_grid``: crop pixel
+        ``127 + stride * (i - S // 2)``), in frame coordinates."""
+        offset = 2 * (self.shape[1] // 2) - (geo.INSTANCE_SIZE - geo.EXEMPLAR_SIZE) // self.stride
+        return geo.mask_window(box, row, col, stride=self.stride, base_size=offset)
 
 
 DECODERS: dict[str, type[HeadDecoder]] = {"anchors": AnchorDecoder, "points": PointDecoder}

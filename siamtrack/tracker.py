@@ -782,7 +782,7 @@ class Tracker:
             prob = binary.astype(np.float32)
             rotated, source = geo.state_box(*clipped), "box"
         else:
-            window = geo.mask_window(box, row, col)
+            window = self.decoder.mask_window(box, row, col)
             prob = geo.warp_mask_to_frame(mask127, window, frame_wh, border=0.0 if self._pysot else -1.0)
             binary = (prob > self.preset.seg_thr).astype(np.uint8)
             rotated, source = geo.rotated_box_from_mask(binary, center, size)

@@ -8,7 +8,7 @@ from typing import Protocol, runtime_checkable
 
 from torch import Tensor, nn
 
-from siamtrack.models import lite, nanotrack, siammask
+from siamtrack.models import lite, nanotrack, siammask, siammask_nano
 from siamtrack.models.siammask import SearchFeatures, TemplateKernels
 
 ARCHS: dict[str, Callable[..., nn.Module]] = {
@@ -16,6 +16,7 @@ ARCHS: dict[str, Callable[..., nn.Module]] = {
     lite.ARCH_NAME: lite.build,
     nanotrack.V3: nanotrack.build_v3,
     nanotrack.V2: nanotrack.build_v2,
+    siammask_nano.ARCH_NAME: siammask_nano.build,
 }
 
 
@@ -74,7 +75,7 @@ def missing_methods(model: object, *, masks: bool = True) -> list[str]:
 
 
 def build_model(arch: str, **cfg) -> nn.Module:
-    """Instantiate a network by architecture name (``siammask_sharp``, ``siammask_lite``)."""
+    """Instantiate a network by architecture name (``siammask_sharp``, ``siammask_lite``, ``siammask_nano``, ...)."""
     try:
         builder = ARCHS[arch]
     except KeyError:
