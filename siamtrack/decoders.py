@@ -105,9 +105,14 @@ def ltrb_to_boxes(delta: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class PointDecoder(HeadDecoder):
-    """Anchor-free heads (NanoTrack): one candidate per cell, its box as l/t/r/b distances."""
+    """Anchor-free heads (NanoTrack): one candidate per cell, its box as l/t/r/b distances.
+
+    ``masks``: the network refines a mask at the chosen point (siammask-nano; a point model says so
+    with a ``masks`` attribute, see ``NetworkSpec``); NanoTrack has none: boxes only.
+    """
 
     points: np.ndarray = None  # (N, 2)
+    stride: int = 16
 
     @classmethod
     def for_spec(cls, spec: NetworkSpec) -> PointDecoder:
@@ -116,10 +121,16 @@ class PointDecoder(HeadDecoder):
     @classmethod
     def of_size(cls, score_size: int, stride: int, masks: bool = False) -> PointDecoder:
         win = np.outer(np.hanning(score_size), np.hanning(score_size)).ravel()
-        return cls(win, (1, score_size, score_size), masks, point_grid(score_size, stride))
+        return cls(win, (1, score_size, score_size), masks, point_grid(score_size, stride), stride)
 
     def boxes(self, delta: np.ndarray) -> np.ndarray:
         return ltrb_to_boxes(delta, self.points)
+
+    def mask_window(self, box: tuple[float, float, int, int], row: int, col: int) -> tuple[float, float, float, float]:
+        """The 127-pixel square centred on point (row, col) (``point_grid``: crop pixel
+        ``127 + stride * (i - S // 2)``), in frame coordinates."""
+        offset = 2 * (self.shape[1] // 2) - (geo.INSTANCE_SIZE - geo.EXEMPLAR_SIZE) // self.stride
+        return geo.mask_window(box, row, col, stride=self.stride, base_size=offset)
 
 
 DECODERS: dict[str, type[HeadDecoder]] = {"anchors": AnchorDecoder, "points": PointDecoder}

@@ -139,7 +139,7 @@ def test_checkpoint_holds_only_what_weights_only_loading_accepts(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["siammask-lite.toml", "siammask-lite-v1.toml", "siammask-lite-v1-lite1.toml",
-                                  "siammask-sharp.toml"])
+                                  "siammask-sharp.toml", "siammask-nano.toml"])
 def test_shipped_recipes_are_valid(name):
     from siamtrack.presets import Preset
     from siamtrack.train.datasets import DATASET_READERS

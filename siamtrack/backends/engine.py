@@ -65,7 +65,8 @@ HALF_DECISION_MARGIN = 0.002
 # each convolution with its activation and keeps the weights pre-packed: siammask-lite's
 # inverted-residual trunk (many small, memory-bound layers) runs about 2x faster with identical
 # outputs; the ResNet-50 trunk (large compute-bound GEMMs) gains nothing measurable, so it stays eager.
-FROZEN_TRUNK_ARCHS = {"siammask_lite": "trunk", "nanotrack_v3": "trunk", "nanotrack_v2": "trunk"}
+FROZEN_TRUNK_ARCHS = {"siammask_lite": "trunk", "nanotrack_v3": "trunk", "nanotrack_v2": "trunk",
+                      "siammask_nano": "trunk"}
 
 
 def choose_precision(precision: str, device: torch.device, arch: str = "siammask_sharp") -> str:

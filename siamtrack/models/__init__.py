@@ -9,7 +9,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor, nn
 
-from siamtrack.models import lite, nanotrack, siammask
+from siamtrack.models import lite, nanotrack, siammask, siammask_nano
 from siamtrack.models.siammask import SearchFeatures, TemplateKernels
 
 ARCHS: dict[str, Callable[..., nn.Module]] = {
@@ -17,6 +17,7 @@ ARCHS: dict[str, Callable[..., nn.Module]] = {
     lite.ARCH_NAME: lite.build,
     nanotrack.V3: nanotrack.build_v3,
     nanotrack.V2: nanotrack.build_v2,
+    siammask_nano.ARCH_NAME: siammask_nano.build,
 }
 
 
@@ -96,7 +97,7 @@ def spec_of(model: Any) -> NetworkSpec:
 
 
 def build_model(arch: str, **cfg) -> nn.Module:
-    """Instantiate a network by architecture name (``siammask_sharp``, ``siammask_lite``)."""
+    """Instantiate a network by architecture name (``siammask_sharp``, ``siammask_lite``, ``siammask_nano``, ...)."""
     try:
         builder = ARCHS[arch]
     except KeyError:

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from siamtrack import geometry as geo
 from siamtrack.atomic import atomic_path
 from siamtrack.errors import SiamtrackError
 from siamtrack.eval.davis import region_j
@@ -29,7 +28,7 @@ from siamtrack.models import build_model
 from siamtrack.train import datasets as ds
 from siamtrack.train.losses import box_loss, mask_iou, mask_loss, score_loss
 from siamtrack.train.sampler import AugmentConfig, DatasetSpec, PairSampler
-from siamtrack.train.targets import anchor_targets, mask_windows
+from siamtrack.train.targets import anchor_targets, grid_of, mask_windows, targets_for
 
 
 @dataclass
@@ -175,7 +174,18 @@ def trunk_stages(model: nn.Module) -> list[nn.Module]:
 
 
 def apply_phase(model: nn.Module, name: str, cfg: TrainConfig) -> None:
-    """Set requires_grad and train/eval per phase; frozen BatchNorm stays in eval mode."""
+    """Set requires_grad and train/eval per phase; frozen BatchNorm stays in eval mode.
+
+    A model with ``trained_modules`` decides itself what trains (siammask-nano: the mask branch
+    on a frozen published box branch), in every phase.
+    """
+    if hasattr(model, "trained_modules"):
+        model.requires_grad_(False)
+        model.eval()
+        for module in model.trained_modules():
+            module.requires_grad_(True)
+            module.train(not cfg.frozen_bn)
+        return
     stages = trunk_stages(model)
     trunk_params = {id(p) for s in stages for p in s.parameters()}
     train_from = len(stages) if name == "heads" else cfg.trainable_trunk_from
@@ -209,8 +219,9 @@ def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
 class PairDataset(torch.utils.data.Dataset):
     """Pair index -> tensors with targets (runs in DataLoader workers)."""
 
-    def __init__(self, sampler: PairSampler) -> None:
+    def __init__(self, sampler: PairSampler, targets=anchor_targets) -> None:
         self.sampler = sampler
+        self.targets = targets  # the head type's (``targets_for``)
 
     def __len__(self) -> int:
         return 1 << 62
@@ -218,7 +229,7 @@ class PairDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         pair = self.sampler.pair(index)
         rng = np.random.default_rng((self.sampler.seed, index, 1))
-        t = anchor_targets(pair.box, pair.negative, rng)
+        t = self.targets(pair.box, pair.negative, rng)
         has_mask = pair.mask is not None
         return {
             "template": torch.from_numpy(np.ascontiguousarray(pair.template)).permute(2, 0, 1),
@@ -265,10 +276,11 @@ def compute_losses(model: nn.Module, batch: dict[str, torch.Tensor], cfg: TrainC
         keep = np.sort(rng.choice(cells.shape[0], size=cfg.max_mask_cells, replace=False))
         cells = cells[torch.from_numpy(keep)]
     b_idx, flat = cells[:, 0], cells[:, 1]
-    rows, cols = flat // geo.SCORE_SIZE, flat % geo.SCORE_SIZE
+    size, stride = grid_of(model)
+    rows, cols = flat // size, flat % size
     if cells.shape[0]:
         logits = model.refine(feats, rows, cols, b_idx)
-        target = mask_windows(batch["mask"], b_idx, rows, cols)
+        target = mask_windows(batch["mask"], b_idx, rows, cols, size, stride)
     else:
         logits = cls.new_zeros((0, 127, 127))
         target = logits
@@ -396,7 +408,8 @@ def validate_pairs(model: nn.Module, run: RunConfig, device: torch.device | None
     dev = device or torch.device("cpu")
     tracks = ds.davis_tracks(run.val.root, sequences=run.val.sequences)
     spec = DatasetSpec("val", tracks, 1.0, 10)
-    data = PairDataset(PairSampler([spec], neg_prob=run.neg_prob, augment=VAL_PAIR_AUGMENT, seed=7))
+    data = PairDataset(PairSampler([spec], neg_prob=run.neg_prob, augment=VAL_PAIR_AUGMENT, seed=7),
+                       targets_for(model))
     was_training = model.training
     model.eval()
     totals: dict[str, float] = {}
@@ -512,7 +525,8 @@ def train(config_path: str | Path, out_dir: str | Path, *, resume: bool = False,
     sampler = PairSampler(build_specs(run.data), neg_prob=run.neg_prob, augment=run.augment, seed=run.seed,
                           stages=[(step * cfg.batch_size, aug) for step, aug in run.augment_stages])
     loader = torch.utils.data.DataLoader(
-        PairDataset(sampler), batch_sampler=StepBatches(cfg.batch_size, start, end, rank, world, cfg.accumulate),
+        PairDataset(sampler, targets_for(model)),
+        batch_sampler=StepBatches(cfg.batch_size, start, end, rank, world, cfg.accumulate),
         num_workers=cfg.workers, pin_memory=dev.type == "cuda", persistent_workers=False,
         prefetch_factor=4 if cfg.workers else None)
 

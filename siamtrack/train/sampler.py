@@ -13,6 +13,10 @@ pasted onto another training frame (new background, that frame's objects as dist
 other objects pasted into the search crop as distractors, photometric jitter, blur,
 grey-scale and flips. An augmentation whose probability is 0 draws no random numbers, so
 turning a new one off keeps the pairs of existing recipes unchanged.
+
+Crop before warp: an affine or elastic warp transforms only the part of the frame the search
+crop can reach afterwards (``target_region``), not the whole frame; the crop's padding colour
+stays the frame's mean from before the warp.
 """
 
 from __future__ import annotations
@@ -89,6 +93,29 @@ def _box_in_crop(box_xywh: np.ndarray, center: np.ndarray, side: float, out: int
     k = out / s
     x, y, w, h = box_xywh
     return np.array([(x - x0) * k, (y - y0) * k, (x + w - x0) * k, (y + h - y0) * k], dtype=np.float32)
+
+
+REGION = 2.5  # half side of the region a warp needs, in search-window sides of the target (see below)
+
+
+def target_region(image: np.ndarray, mask: np.ndarray | None, box: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """The part of a frame that a search crop after a warp can show, in its own coordinates.
+
+    After a warp (scale up to e^0.15, rotation 20 degrees, shear 0.15 about the target) and the
+    crop jitter (scale e^0.18, shift a quarter side), the crop reaches at most about 2.2 search
+    windows of the unwarped target from its centre; ``REGION`` leaves a margin. Where the region
+    meets the frame's edge it stops there, so reflected borders are the frame's own.
+    """
+    center, size = geo.xywh_to_center(box)
+    half = REGION * geo.search_side(size)
+    h, w = image.shape[:2]
+    x0, y0 = max(int(center[0] - half), 0), max(int(center[1] - half), 0)
+    x1, y1 = min(int(math.ceil(center[0] + half)), w), min(int(math.ceil(center[1] + half)), h)
+    if (x0, y0, x1, y1) == (0, 0, w, h):
+        return image, mask, box
+    moved = np.array([box[0] - x0, box[1] - y0, box[2], box[3]], dtype=np.float64)
+    return image[y0:y1, x0:x1], None if mask is None else mask[y0:y1, x0:x1], moved
 
 
 def random_affine(rng: np.random.Generator, image: np.ndarray, mask: np.ndarray | None, box: np.ndarray,
@@ -203,13 +230,18 @@ class PairSampler:
 
         t_img, _, t_box = self._frame(track, t_idx)
         s_img, s_mask, s_box = self._frame(s_track, s_idx)
+        s_avg = None  # the search frame's mean, taken before a warp crops it (target_region)
         if not negative and rng.random() < aug.affine:
-            s_img, s_mask, s_box = random_affine(rng, s_img, s_mask, s_box, aug)
+            s_avg = s_img.mean(axis=(0, 1))
+            s_img, s_mask, s_box = random_affine(rng, *target_region(s_img, s_mask, s_box), aug)
         if not negative and s_mask is not None:
             if aug.paste and rng.random() < aug.paste:
                 s_img, s_mask, s_box = self._paste_target(rng, s_img, s_mask, s_box)
+                s_avg = None
             if aug.elastic and rng.random() < aug.elastic:
-                s_img, s_mask, s_box = elastic_warp(rng, s_img, s_mask, s_box, aug.elastic_strength)
+                s_avg = s_img.mean(axis=(0, 1)) if s_avg is None else s_avg
+                s_img, s_mask, s_box = elastic_warp(rng, *target_region(s_img, s_mask, s_box),
+                                                    aug.elastic_strength)
 
         t_center, t_size = geo.xywh_to_center(t_box)
         zc, zside = _jitter_crop(rng, t_center, geo.context_size(t_size), geo.EXEMPLAR_SIZE,
@@ -220,7 +252,8 @@ class PairSampler:
         s_center, s_size = geo.xywh_to_center(s_box)
         xc, xside = _jitter_crop(rng, s_center, geo.search_side(s_size), geo.INSTANCE_SIZE,
                                  aug.search_shift, aug.search_scale)
-        search = geo.context_crop(s_img, xc, xside, geo.INSTANCE_SIZE, s_img.mean(axis=(0, 1)))
+        search = geo.context_crop(s_img, xc, xside, geo.INSTANCE_SIZE,
+                                  s_img.mean(axis=(0, 1)) if s_avg is None else s_avg)
         box = _box_in_crop(s_box, xc, xside, geo.INSTANCE_SIZE)
         mask = None
         if s_mask is not None and not negative:

@@ -1,0 +1,141 @@
+"""siammask-nano: SiamMask's mask branch on NanoTrack v3.
+
+The box branch is NanoTrack v3 unchanged (``siamtrack.models.nanotrack``: trunk and BAN head under
+the names its checkpoint loads into), so its score and box maps are NanoTrack's to the bit. What it
+adds is SiamMask's: a per-point mask feature from a correlation of its own, and the refine module,
+which decodes that feature at the chosen point into a 127x127 mask with the trunk's stride-2/4/8
+maps (the paper's refine, Wang et al. 2019, Fig. 3).
+
+Geometry. NanoTrack's trunk is "same"-padded: stride-``s`` cell ``m`` of a 255 search crop sits
+at crop pixel ``s * m``. Point ``i`` of the 15x15 map stands for crop pixel ``16 i + 15`` (the crop
+centre 127 plus 16 per cell from the middle one, ``siamtrack.decoders.point_grid``), and its mask
+covers the 127 pixels around it, ``[16 i - 48, 16 i + 79)`` (``PointDecoder.mask_window``). The
+refine windows are the trunk cells of that square: 15 stride-8 cells from ``2 i - 5``, 31 stride-4
+cells from ``4 i - 11``, 61 stride-2 cells from ``8 i - 22`` (each centred within a pixel of the
+point).
+
+Mask feature of a point: a depth-wise correlation with the template's central 4x4 cells (the
+structure of NanoTrack's own, with its own adapters), concatenated with the classification
+branch's fused correlation (frozen, what NanoTrack learned about the target) and mixed by a
+1x1 convolution. Only the mask feature and refine train (``trained_modules``).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from siamtrack.models.nanotrack import _BLOCKS, _V3_EXTRA, V3, DepthwiseCorr, MobileNetV3Small, NanoKernels, NanoTrack
+from siamtrack.models.siammask import Refine
+
+ARCH_NAME = "siammask_nano"
+SKIP_CHANNELS = (16, 16, 24)  # trunk widths at stride 2, 4 and 8
+# (first cell at point 0, cells per point step, window side) at stride 2, 4 and 8 (module docstring)
+WINDOWS = ((-22, 8, 61), (-11, 4, 31), (-5, 2, 15))
+
+
+class NanoMaskKernels(NamedTuple):
+    """NanoTrack's template tensors plus the mask correlation's adapted template."""
+
+    pw_cls: Tensor
+    pw_reg: Tensor
+    dw_cls: Tensor
+    dw_reg: Tensor
+    mask: Tensor
+
+
+class NanoMaskSearch(NamedTuple):
+    """Per-frame tensors kept for refine: the stride-2/4/8 maps, the classification correlation
+    (``corr``: the tracker's appearance evidence, as for NanoTrack) and the mask feature."""
+
+    p0: Tensor
+    p1: Tensor
+    p2: Tensor
+    corr: Tensor
+    mask: Tensor
+
+
+def point_windows(feature: Tensor, first: int, step: int, size: int, batch_idx: Tensor, rows: Tensor,
+                  cols: Tensor) -> Tensor:
+    """Windows ``feature[b, :, first + step*r : ... + size, first + step*c : ... + size]`` per (b, r, c),
+    zero outside the map."""
+    padded = nn.functional.pad(feature, [size, size, size, size])
+    crops = []
+    for b, r, c in zip(batch_idx.tolist(), rows.tolist(), cols.tolist(), strict=True):
+        y, x = size + first + step * r, size + first + step * c
+        crops.append(padded[b, :, y:y + size, x:x + size])
+    return torch.stack(crops)
+
+
+class TappedTrunk(MobileNetV3Small):
+    """NanoTrack v3's trunk (same modules, same checkpoint names) returning its stride-2, 4 and 8
+    maps beside the stride-16 output: one module, so the engine can trace and freeze it whole."""
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        f = self.features
+        p0 = f[0](x)
+        p1 = f[1](p0)
+        p2 = f[3](f[2](p1))
+        return p0, p1, p2, f[4:](p2)
+
+
+class SiamMaskNano(NanoTrack):
+    """NanoTrack v3 (frozen box branch) with a mask feature per point and SiamMask's refine."""
+
+    masks = True  # the point decoder refines a mask at the chosen point
+
+    def __init__(self, mask_channels: int = 128) -> None:
+        super().__init__(V3)
+        self.arch = ARCH_NAME
+        self.trunk = TappedTrunk(_BLOCKS + _V3_EXTRA)
+        width = self.trunk.out_channels
+        self.mask_corr = DepthwiseCorr(width)
+        self.mask_head = nn.Sequential(nn.Conv2d(2 * width, mask_channels, 1, bias=False),
+                                       nn.BatchNorm2d(mask_channels), nn.ReLU(inplace=True))
+        self.refine_head = Refine(skip=SKIP_CHANNELS, hidden=(16, 32, 64), corr_channels=mask_channels)
+
+    def template_features(self, z: Tensor) -> Tensor:
+        return self.trunk(z)[-1]
+
+    def kernels(self, zf: Tensor) -> NanoMaskKernels:
+        return NanoMaskKernels(*self.ban_head.kernels(zf), self.mask_corr.kernel(zf))
+
+    def template(self, z: Tensor) -> NanoMaskKernels:
+        return self.kernels(self.template_features(z))
+
+    def backbone(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Search crops -> the stride-2, 4, 8 maps and the trunk's stride-16 output."""
+        return self.trunk(x)
+
+    def heads(self, feats: tuple[Tensor, Tensor, Tensor, Tensor],
+              kernels: NanoMaskKernels) -> tuple[Tensor, Tensor, NanoMaskSearch]:
+        """NanoTrack's score and box maps, and the mask feature of every point."""
+        p0, p1, p2, xf = feats
+        cls, loc, nano = self.ban_head(xf, NanoKernels(*kernels[:4]))
+        mask = self.mask_head(torch.cat((self.mask_corr(kernels.mask, xf), nano.corr), 1))
+        return cls, loc, NanoMaskSearch(p0, p1, p2, nano.corr, mask)
+
+    def track(self, x: Tensor, kernels: NanoMaskKernels) -> tuple[Tensor, Tensor, NanoMaskSearch]:
+        return self.heads(self.backbone(x), kernels)
+
+    def refine(self, feats: NanoMaskSearch, rows: Tensor, cols: Tensor,
+               batch_idx: Tensor | None = None) -> Tensor:
+        """Mask logits (N,127,127) at points (batch_idx, row, col)."""
+        if batch_idx is None:
+            batch_idx = torch.arange(rows.shape[0], device=rows.device)
+        skips = [point_windows(m, *w, batch_idx, rows, cols) for m, w in zip(feats[:3], WINDOWS, strict=True)]
+        vec = feats.mask[batch_idx, :, rows, cols].reshape(-1, feats.mask.shape[1], 1, 1)
+        return self.refine_head(*skips, vec)
+
+    def trained_modules(self) -> list[nn.Module]:
+        """What training updates: the mask branch; the NanoTrack box branch stays as published."""
+        return [self.mask_corr, self.mask_head, self.refine_head]
+
+    def trunk_stages(self) -> list[nn.Module]:
+        return list(self.trunk.features)
+
+
+def build(**cfg) -> SiamMaskNano:
+    return SiamMaskNano(**cfg)
