@@ -16,9 +16,16 @@ PACKAGE = Path(__file__).resolve().parents[1] / "siamtrack"
 
 
 def imports(module: Path) -> set[str]:
-    """The siamtrack modules ``module`` imports (``from siamtrack.x import y`` counts as ``siamtrack.x``)."""
+    """The siamtrack modules ``module`` imports at run time (``from siamtrack.x import y`` counts as
+    ``siamtrack.x``; imports under ``if TYPE_CHECKING:`` are annotations only and do not count)."""
+    tree = ast.parse(module.read_text())
+    typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                   and isinstance(block.test, ast.Name) and block.test.id == "TYPE_CHECKING"
+                   for stmt in block.body for n in ast.walk(stmt)}
     found = set()
-    for node in ast.walk(ast.parse(module.read_text())):
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and node.module.startswith("siamtrack"):
             found.add(node.module)
             found.update(f"{node.module}.{a.name}" for a in node.names
@@ -37,7 +44,7 @@ MODULES = {module_name(p): imports(p) for p in sorted(PACKAGE.rglob("*.py"))}
 # (modules, what they must not import: a prefix matches the module and everything under it)
 RULES = [
     (["siamtrack.tracker", "siamtrack.scoring", "siamtrack.redetect", "siamtrack.state", "siamtrack.results",
-      "siamtrack.runtime", "siamtrack.styles", "siamtrack.decoders"],
+      "siamtrack.runtime", "siamtrack.styles", "siamtrack.decoders", "siamtrack.presets"],
      ["siamtrack.backends", "siamtrack.api", "siamtrack.weights", "siamtrack.commands", "siamtrack.io",
       "siamtrack.cli", "siamtrack.train", "siamtrack.eval"]),
     (["siamtrack.models"], ["siamtrack.tracker", "siamtrack.backends", "siamtrack.api", "siamtrack.weights",
