@@ -81,7 +81,7 @@ def test_fp16_keeps_fp32_decisions_on_cuda(synthetic_checkpoint):
 @pytest.mark.parametrize("config,seq", CASES)
 def test_golden_free_run_on_cuda_fp32(golden_dir, golden_checkpoint, config, seq):
     check_free_run(from_checkpoint(golden_checkpoint, preset=config, device="cuda", precision="fp32"),
-                   config, seq)
+                                   config, seq)
 
 
 @needs_cuda

@@ -42,7 +42,7 @@ def frames(seq: str) -> tuple[np.ndarray, ...]:
 def make_tracker(golden_checkpoint):
     def make(config: str, precision: str = "fp32", backend: str = "torch") -> Tracker:
         return from_checkpoint(golden_checkpoint, preset=config, device="cpu", precision=precision,
-                                       backend=backend)
+                               backend=backend)
 
     return make
 

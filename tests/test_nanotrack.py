@@ -278,7 +278,7 @@ def test_v2_weights_with_the_opencv_preset_give_cv2_tracker_nanos_boxes():
     reference = cv2.TrackerNano_create(params)
     reference.init(frames[0], box)
     ours = build_tracker(load_checkpoint(need(PRETRAINED / PTH[nanotrack.V2])).model, "nanotrack-opencv", device="cpu",
-                   precision="fp32")
+                         precision="fp32")
     ours.init(frames[0], box, color="rgb")
     ious = []
     for frame in frames[1:]:
@@ -297,7 +297,7 @@ def test_the_lost_state_works_on_a_box_models_scores():
     from siamtrack.lost import LOST, TRACKED
 
     tracker = build_tracker(load_checkpoint(need(PRETRAINED / PTH[nanotrack.V3])).model, "nanotrack-v3", device="cpu",
-                      precision="fp32")
+                            precision="fp32")
     frames = list(scenario("exit", seed=101))
     tracker.init(frames[0].image, frames[0].box)
     states = [tracker.track(f.image)[0] for f in frames[1:]]

@@ -129,13 +129,13 @@ def bench_combinations(backends: list[str], precisions: list[str], device: str) 
     return combos
 
 
-def _label(r: dict[str, Any]) -> str:
+def _label(r: dict[str, Any], several_models: bool = False) -> str:
     """A result's case: an OpenCV tracker's name, or backend (when not torch), precision, and whether
     it times the lost search."""
     if r["tracker"] != "siammask":
         return r["tracker"]
     backend = "" if r["backend"] == "torch" else "ort "
-    model = f"{r['model']} " if r.get("several_models") else ""
+    model = f"{r['model']} " if several_models else ""
     return model + backend + r["precision"] + (" lost" if r["lost"] else "")
 
 
@@ -146,8 +146,7 @@ def _print(report: dict[str, Any]) -> None:
 
     out = console()
     results = report["results"]
-    for r in results:
-        r["several_models"] = len(report.get("models", [])) > 1
+    several = len(report.get("models", [])) > 1
     what = report["model"] or ", ".join(report["trackers"])
     table = Table(title=f"siamtrack bench: {what}, {report['objects']} object(s), {report['device']}")
     for col in ("case", "threads", "step", "stage", "median ms", "p10 ms", "p90 ms"):
@@ -156,7 +155,7 @@ def _print(report: dict[str, Any]) -> None:
         rows = [("init", "total", r["init"]["total"])] + [("track", s, v) for s, v in r["stages"].items()]
         for i, (step, stage, v) in enumerate(rows):
             first = i == 0
-            label = _label(r)
+            label = _label(r, several)
             table.add_row(label if first else "", str(r["threads"]) if first else "",
                           step if i < 2 else "", stage, f"{v['median_ms']:.1f}",
                           f"{v['p10_ms']:.1f}", f"{v['p90_ms']:.1f}", end_section=i == len(rows) - 1)
@@ -171,7 +170,7 @@ def _print(report: dict[str, Any]) -> None:
         gemm = f"{100 * r['fraction_of_gemm']:.0f} %" if "fraction_of_gemm" in r else "-"
         counted = r["gflops_per_frame"] is not None
         ratio = r.get("vs_reference") if ref else r["speedup_vs_first"]
-        summary.add_row(_label(r), str(r["threads"]), f"{r['fps']:.2f}", f"{r['object_fps']:.2f}",
+        summary.add_row(_label(r, several), str(r["threads"]), f"{r['fps']:.2f}", f"{r['object_fps']:.2f}",
                         f"{r['gflops_per_frame']:.2f}" if counted else "-",
                         f"{r['achieved_gflops']:.1f}" if counted else "-", peak, gemm,
                         "-" if ratio is None else f"{ratio:.2f}x")
