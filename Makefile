@@ -10,7 +10,7 @@ CONSTRAINTS := $(VENV)/constraints.txt
 PIP_INSTALL := PIP_CONSTRAINT=$(abspath $(CONSTRAINTS)) $(PIP) install --disable-pip-version-check -q
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint demo weights bench bench-gpu train-lite clean
+.PHONY: setup test lint demo weights bench bench-gpu train-lite train-nano clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -64,7 +64,16 @@ train-lite: setup
 		--precision $(TRAIN_PRECISION) $(if $(MAX_STEPS),--max-steps $(MAX_STEPS))
 	$(PY) scripts/tune_preset.py weights/siammask-lite/best.pt --root ../shared/train_data/videos \
 		--sequences hike,soccerball,swing --write
-	$(PY) scripts/export_lite.py weights/siammask-lite/best.pt
+	$(PY) scripts/ship_model.py weights/siammask-lite/best.pt
+
+# Trains (or resumes) siammask-nano's second stage from the committed first one
+# (weights/siammask-nano/first-run-step1750.pt: NanoTrack v3 unchanged + the stage-1 mask branch) and ships
+# the best validated checkpoint as siamtrack/weights/siammask-nano.pt (fp32: NanoTrack's weights stay exact;
+# the registry's siammask-nano preset). Resumable in chunks: add MAX_STEPS=500.
+train-nano: setup
+	$(VENV)/bin/siamtrack train configs/siammask-nano-stage2.toml --out runs/siammask-nano-stage2 --resume \
+		--precision fp32 $(if $(MAX_STEPS),--max-steps $(MAX_STEPS))
+	$(PY) scripts/ship_model.py runs/siammask-nano-stage2/best.pt --model siammask-nano --fp32 --registry-preset
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -34,6 +34,13 @@ PRESET_VALUES: dict[str, dict[str, Any]] = {
     # followed at score 0.97-0.99 and never flagged.
     "nanotrack-v3": {"penalty_k": 0.138, "window_influence": 0.455, "lr": 0.348, "seg_thr": 0.5, "style": "pysot",
                      "lost_score": 0.7, "uncertain_score": 0.8},
+    # siammask-nano: NanoTrack v3's box branch unchanged, so its tracking values and lost thresholds
+    # (the same scores and appearance vectors); seg_thr and mask_box from a sweep of the shipped
+    # checkpoint on the held-back training videos hike, soccerball, swing (J 0.657/0.684/0.694/0.673/0.612
+    # at seg_thr 0.3..0.7; box AUC 0.732 from the regression, with the mask's box where the mean mask
+    # probability reaches 0.5/0.7/0.8/0.85/0.9/0.95: 0.699/0.725/0.735/0.745/0.739/0.732)
+    "siammask-nano": {"penalty_k": 0.138, "window_influence": 0.455, "lr": 0.348, "seg_thr": 0.5, "style": "pysot",
+                      "lost_score": 0.7, "uncertain_score": 0.8, "mask_box": 0.85},
     # configv2.yaml's values: training box AUC 0.662; the best of 41 presets there (opencv style 0.1 / 0.455 /
     # 1.0: 0.713) and the next three fail the lost-target check (hidden frames flagged 0.87-0.88 against 0.92)
     "nanotrack-v2": {"penalty_k": 0.150, "window_influence": 0.490, "lr": 0.385, "seg_thr": 0.5, "style": "pysot"},

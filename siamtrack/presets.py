@@ -50,6 +50,9 @@ class Preset:
     found_look: float = 0.8
     redetect: bool = True
     redetect_crops: int = 4
+    # The axis-aligned box: the mask's bounding box where the mean mask probability over the mask
+    # reaches mask_box (a confident mask), else the regression's; None: always the regression's.
+    mask_box: float | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preset:
@@ -92,7 +95,7 @@ NANO_LOST_TUNING = (
 
 # The built-in preset for a checkpoint that carries none (and for a network without a checkpoint).
 DEFAULT_PRESET = {"siammask_sharp": "davis", "siammask_lite": "lite-untuned", "nanotrack_v3": "nanotrack-v3",
-                  "nanotrack_v2": "nanotrack-v2"}
+                  "nanotrack_v2": "nanotrack-v2", "siammask_nano": "siammask-nano"}
 
 
 def make_preset(preset: str | Preset | dict) -> Preset:

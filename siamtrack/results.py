@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+import cv2
 import numpy as np
 import torch
 
@@ -18,7 +19,7 @@ from siamtrack.lost import LOST, TRACKED
 from siamtrack.presets import Preset
 
 __all__ = ["BoxClippedWarning", "ObjectTracker", "TrackResult", "check_frame", "clip_box", "frame_outputs",
-           "lost_result"]
+           "lost_result", "output_box"]
 
 
 class BoxClippedWarning(UserWarning):
@@ -132,3 +133,16 @@ def frame_outputs(mask127: np.ndarray | None, window: tuple[float, float, float,
     rotated, source = geo.rotated_box_from_mask(binary, *state)
     np.maximum(prob, 0.0, out=prob)
     return binary.view(bool), prob, rotated, source
+
+
+def output_box(box: tuple[float, float, float, float], mask: np.ndarray, prob: np.ndarray, source: str,
+               confidence: float | None) -> tuple[float, float, float, float]:
+    """The axis-aligned box of a result: the refined mask's bounding box where the mask is confident
+    (mean probability over its pixels >= ``confidence``), else ``box`` (the regression's)."""
+    if confidence is None or source == "box":
+        return box
+    binary = mask.view(np.uint8)
+    x, y, w, h = cv2.boundingRect(binary)  # OpenCV: a quarter of numpy's time on a 854x480 frame
+    if w == 0 or cv2.mean(prob, mask=binary)[0] < confidence:
+        return box
+    return float(x), float(y), float(w), float(h)

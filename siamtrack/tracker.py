@@ -21,7 +21,7 @@ from siamtrack.errors import SiamtrackError
 from siamtrack.lost import LOST, TRACKED, finite
 from siamtrack.presets import Preset, make_preset
 from siamtrack.redetect import best_candidates, judge, search_crops
-from siamtrack.results import TrackResult, check_frame, frame_outputs, lost_result
+from siamtrack.results import TrackResult, check_frame, frame_outputs, lost_result, output_box
 from siamtrack.runtime import Runtime, StageTimer
 from siamtrack.scoring import CropScorer
 from siamtrack.state import ObjectState, StepRecord, replace_row, start_state
@@ -242,4 +242,5 @@ class Tracker:
             mask127, window, clipped if self.style.clip_first or mask127 is None else (center, size), wh,
             self.preset.seg_thr, self.style.mask_pad)
         st.moved_to(*clipped, best_score, state == TRACKED, look)
-        return TrackResult(i, geo.center_to_xywh(st.center, st.size), rotated, binary, prob, best_score, source, state)
+        box = output_box(geo.center_to_xywh(st.center, st.size), binary, prob, source, self.preset.mask_box)
+        return TrackResult(i, box, rotated, binary, prob, best_score, source, state)

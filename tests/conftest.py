@@ -32,6 +32,32 @@ def need(path: Path) -> Path:
     return path
 
 
+def default_sigint() -> None:
+    """``preexec_fn`` for a child that a test interrupts with SIGINT: Ctrl-C's default action, also
+    when the suite runs as a background job (which starts with SIGINT ignored and passes that on)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def sequence_j(tracker, root: Path, name: str, frames: int = 30) -> float:
+    """Mean mask IoU of ``tracker`` over the first ``frames`` frames of DAVIS-layout sequence ``name``
+    (started from its first mask's box; the first and last frames not scored, as in DAVIS)."""
+    import numpy as np
+
+    from siamtrack.eval.davis import region_j
+    from siamtrack.train import datasets as ds
+
+    track = ds.davis_tracks(root, sequences=[name])[0]
+    cache = ds.FrameCache()
+    tracker.init(cache.frame(track.frames[0]), tuple(track.boxes[0]))
+    values = []
+    for i in range(1, min(len(track.frames), frames) - 1):
+        (r,) = tracker.track(cache.frame(track.frames[i]))
+        values.append(region_j(cache.mask(track, i) > 0, r.mask))
+    return float(np.mean(values))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def onnx_cache(tmp_path_factory) -> Iterator[Path]:
     """The onnxruntime backend's export cache for the whole session: a temporary folder, never the

@@ -23,7 +23,7 @@ from siamtrack.commands import _common
 from siamtrack.eval import baselines
 from siamtrack.io.sources import open_source
 from siamtrack.io.synthetic import make_clip
-from tests.conftest import SHARED, need
+from tests.conftest import SHARED, default_sigint, need
 
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "2"}
 
@@ -125,7 +125,8 @@ def test_interrupted_run_leaves_playable_video_and_valid_json(synthetic_checkpoi
     proc = subprocess.Popen([sys.executable, "-m", "siamtrack.cli", "run", str(src / "clip.mp4"), "--bbox",
                              box_arg(json.loads((src / "groundtruth.json").read_text())["init_box"]),
                              "--checkpoint", str(synthetic_checkpoint), "--out", str(out), "--quiet",
-                             "--precision", "fp32"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             "--precision", "fp32"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=default_sigint)
     deadline = time.time() + 120
     while time.time() < deadline:
         jl = out / "tracks.jsonl"

@@ -29,6 +29,7 @@ from siamtrack.io import sources, synthetic
 from siamtrack.io.sinks import read_jsonl
 from siamtrack.io.sources import open_source
 from siamtrack.presets import PRESETS
+from tests.conftest import default_sigint
 from tests.test_io_sources import audio_only_file, empty_video_file
 
 N, SIZE = 12, (160, 120)
@@ -227,7 +228,8 @@ def test_signals_leave_playable_video_and_readable_tracks(tmp_path, sig):
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-c", SLOW_RUN.format(n=n, size=size), "run",
                              str(tmp_path / "long" / "clip.mp4"), "--bbox", box_arg(gt["init_box"]), "--out", str(out),
-                             "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_sigint)
     deadline = time.time() + 60
     while time.time() < deadline and not (out / "tracks.jsonl").exists():
         time.sleep(0.1)
@@ -366,7 +368,8 @@ def test_choices_are_the_trackers_and_the_engines():
     for command in (run, bench):
         choices = {p.name: list(p.type.choices) for p in command.params if hasattr(p.type, "choices")}
         assert choices["preset"] == list(PRESETS) == ["davis", "vot", "vot18", "pysot", "lite-untuned",
-                                                      "nanotrack-v3", "nanotrack-v2", "nanotrack-opencv"]
+                                                      "nanotrack-v3", "siammask-nano", "nanotrack-v2",
+                                                      "nanotrack-opencv"]
         assert choices["device"] == ["auto", "cpu", "cuda"]
     choices = {p.name: list(p.type.choices) for p in run.params if hasattr(p.type, "choices")}
     assert choices["precision"] == list(PRECISIONS)

@@ -20,14 +20,14 @@ from click.testing import CliRunner
 
 from siamtrack import __version__
 from siamtrack.api import build_tracker, load_network
-from siamtrack.backends.onnx_export import SIDECAR, window_at, write_export
+from siamtrack.backends.onnx_export import SIDECAR, read_sidecar, window_at, write_export
 from siamtrack.cli import cli
 from siamtrack.commands.bench import bench_combinations
 from siamtrack.errors import SiamtrackError
 from siamtrack.io import synthetic
 from siamtrack.models.siammask import SearchFeatures, refine_inputs
 from siamtrack.weights.loading import load_checkpoint
-from tests.conftest import SHARED, need
+from tests.conftest import SHARED, need, sequence_j
 
 TRAIN_VIDEOS = SHARED / "train_data" / "videos"
 
@@ -231,20 +231,6 @@ def test_int8_needs_calibration_videos(tmp_path, monkeypatch):
     assert calibration_root(tmp_path) == tmp_path
 
 
-def mean_j(tracker, root, name: str, frames: int = 30) -> float:
-    from siamtrack.eval.davis import region_j
-    from siamtrack.train import datasets as ds
-
-    track = ds.davis_tracks(root, sequences=[name])[0]
-    cache = ds.FrameCache()
-    tracker.init(cache.frame(track.frames[0]), tuple(track.boxes[0]))
-    values = []
-    for i in range(1, min(len(track.frames), frames) - 1):
-        (r,) = tracker.track(cache.frame(track.frames[i]))
-        values.append(region_j(cache.mask(track, i) > 0, r.mask))
-    return float(np.mean(values))
-
-
 # J over the first 30 frames, measured at commit: torch fp32 0.736 / 0.727, onnxruntime int8 0.750 / 0.741.
 INT8_FLOORS = {"hike": 0.66, "blackswan": 0.65}
 
@@ -264,8 +250,8 @@ def test_int8_accuracy_floor(lite, name, root):
     assert sidecar["calibration"]["videos"] >= 20 and sidecar["quantized"] == ["template", "search"]
     search = onnx.load(str(int8.net.folder / "search.onnx"))
     assert sum(n.op_type == "QuantizeLinear" for n in search.graph.node) > 20
-    j_int8 = mean_j(int8, root, name)
-    j_fp32 = mean_j(build_tracker(model, preset, device="cpu", precision="fp32"), root, name)
+    j_int8 = sequence_j(int8, root, name)
+    j_fp32 = sequence_j(build_tracker(model, preset, device="cpu", precision="fp32"), root, name)
     assert j_int8 >= INT8_FLOORS[name], f"{name}: int8 J {j_int8:.3f} below the floor {INT8_FLOORS[name]}"
     assert j_int8 >= j_fp32 - 0.03, f"{name}: int8 J {j_int8:.3f} vs fp32 {j_fp32:.3f}"
 
@@ -291,3 +277,10 @@ def test_bench_times_every_backend_and_precision_interleaved(tmp_path):
     assert "ort fp32" in result.output and "search.onnx" in result.output
     if "int8" in precisions:
         assert "torch int8 left out" in result.output
+
+
+def test_an_export_of_an_older_format_is_refused_in_one_line(tmp_path):
+    (tmp_path / SIDECAR).write_text(json.dumps({"format": 3, "box_only": False, "graphs": {}}))
+    with pytest.raises(SiamtrackError, match="older siamtrack .format 3.*export it again") as err:
+        read_sidecar(tmp_path)
+    assert "\n" not in str(err.value)

@@ -26,11 +26,15 @@ def _lite_checkpoint(path, **meta) -> str:
 
 
 def test_every_builtin_preset_has_its_own_name():
-    assert list(PRESETS) == ["davis", "vot", "vot18", "pysot", "lite-untuned", "nanotrack-v3", "nanotrack-v2",
-                             "nanotrack-opencv"]
+    assert list(PRESETS) == ["davis", "vot", "vot18", "pysot", "lite-untuned", "nanotrack-v3", "siammask-nano",
+                             "nanotrack-v2", "nanotrack-opencv"]
     assert all(p.name == name for name, p in PRESETS.items())
     assert DEFAULT_PRESET == {"siammask_sharp": "davis", "siammask_lite": "lite-untuned",
-                              "nanotrack_v3": "nanotrack-v3", "nanotrack_v2": "nanotrack-v2"}
+                              "nanotrack_v3": "nanotrack-v3", "nanotrack_v2": "nanotrack-v2",
+                              "siammask_nano": "siammask-nano"}
+    # siammask-nano tracks with NanoTrack v3's values (its box branch); only the mask's use differs
+    nano, v3 = PRESETS["siammask-nano"].to_dict(), PRESETS["nanotrack-v3"].to_dict()
+    assert {k for k in nano if nano[k] != v3[k]} == {"name", "mask_box"} and nano["mask_box"] == 0.85
     assert PRESETS["lite-untuned"].to_dict() == {**PRESETS["davis"].to_dict(), "name": "lite-untuned"}
     assert weights.get_entry("siammask-lite").preset == "lite-untuned"
 
@@ -63,5 +67,6 @@ def test_tracks_json_records_the_preset_name_and_values(tmp_path):
     preset = json.loads((out / "tracks.json").read_text())["meta"]["preset"]
     lost_fields = ("lost", "found", "uncertain", "redetect")
     lost_defaults = {f.name: f.default for f in fields(Preset) if f.name.startswith(lost_fields)}
-    assert preset == {"name": "mine-tuned", **TUNED, "context_amount": 0.5, "style": "official", **lost_defaults}
+    assert preset == {"name": "mine-tuned", **TUNED, "context_amount": 0.5, "style": "official", **lost_defaults,
+                      "mask_box": None}
     assert len(lost_defaults) == 10

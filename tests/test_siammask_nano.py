@@ -15,7 +15,8 @@ from siamtrack.decoders import PointDecoder, decoder_for, point_grid
 from siamtrack.io import synthetic
 from siamtrack.models import SiamNetwork, build_model, missing_methods, nanotrack, siammask_nano, spec_of
 from siamtrack.presets import PRESETS
-from siamtrack.train.loop import RunConfig, TrainConfig, apply_phase, checkpoint_payload, compute_losses
+from siamtrack.train.loop import RunConfig, TrainConfig, apply_phase, checkpoint_payload, clip_groups, compute_losses
+from siamtrack.train.losses import distill_loss, iou_box_loss
 from siamtrack.train.targets import grid_of, mask_windows, point_targets, targets_for
 from siamtrack.weights.loading import load_checkpoint
 from tests.conftest import SHARED, need
@@ -47,6 +48,15 @@ def _box_branch_of(model: siammask_nano.SiamMaskNano) -> nanotrack.NanoTrack:
 def _crops(seed: int = 1, n: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     return torch.rand(n, 3, 127, 127, generator=g) * 255, torch.rand(n, 3, 255, 255, generator=g) * 255
+
+
+def _batch(z: torch.Tensor, x: torch.Tensor, t, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A training batch of the crops ``z``, ``x`` with the same targets ``t`` and search masks ``mask``."""
+    n = z.shape[0]
+    return {"template": z, "search": x, "labels": torch.from_numpy(np.stack([t.labels] * n)),
+            "deltas": torch.from_numpy(np.stack([t.deltas] * n)),
+            "delta_weight": torch.from_numpy(np.stack([t.delta_weight] * n)),
+            "mask_cells": torch.from_numpy(np.stack([t.mask_cells] * n)), "mask": mask}
 
 
 def test_shapes_and_interface():
@@ -173,10 +183,7 @@ def test_point_targets_are_positive_at_the_centre_and_train_only_the_mask_branch
     z, x = _crops(6)
     mask = torch.zeros(2, 255, 255)
     mask[:, 90:170, 100:160] = 1
-    batch = {"template": z, "search": x, "labels": torch.from_numpy(np.stack([t.labels] * 2)),
-             "deltas": torch.from_numpy(np.stack([t.deltas] * 2)),
-             "delta_weight": torch.from_numpy(np.stack([t.delta_weight] * 2)),
-             "mask_cells": torch.from_numpy(np.stack([t.mask_cells] * 2)), "mask": mask}
+    batch = _batch(z, x, t, mask)
     losses = compute_losses(model, batch, cfg, np.random.default_rng(0))
     losses["loss"].backward()
     assert float(losses["mask"].detach()) > 0
@@ -213,3 +220,55 @@ def test_tracker_end_to_end_gives_masks_and_nanotrack_v3s_boxes():
             assert res.mask.shape == res.mask_prob.shape == frame.mask.shape
             assert res.mask_prob.min() >= 0.0 and res.mask_prob.max() <= 1.0
             assert res.polygon_source in ("mask", "box")
+
+
+def test_iou_box_loss_is_one_minus_the_overlap_at_the_positives():
+    deltas = torch.zeros(1, 4, 4)
+    deltas[0, :, 1] = torch.tensor([10.0, 10.0, 10.0, 10.0])  # a 20x20 box around point 1
+    weight = torch.tensor([[0.0, 1.0, 0.0, 0.0]])
+    same = deltas.reshape(1, 4, 2, 2).clone()
+    assert iou_box_loss(same, deltas, weight) == pytest.approx(0.0, abs=1e-6)
+    half = same.clone()
+    half[0, 2, 0, 1] = 0.0  # right distance 0: a 10x20 box inside the 20x20 one, IoU 0.5
+    assert iou_box_loss(half, deltas, weight) == pytest.approx(0.5, abs=1e-6)
+    assert iou_box_loss(half * 0 - 5, deltas, weight) == pytest.approx(1.0, abs=1e-6)  # negative: clamped, no box
+
+
+def test_distillation_is_zero_at_the_start_and_grows_as_the_head_moves():
+    cls = torch.randn(2, 2, 15, 15)
+    loc = torch.rand(2, 4, 15, 15) * 50
+    assert distill_loss(cls, loc, cls, loc, 16) == pytest.approx(0.0, abs=1e-6)
+    moved = distill_loss(cls, loc + 16, cls, loc, 16)  # every distance one stride longer
+    fg = torch.softmax(cls.reshape(2, 2, -1), 1)[:, 1]
+    assert moved == pytest.approx(4.0, abs=1e-4) and float(fg.min()) > 0
+    assert distill_loss(-cls, loc, cls, loc, 16) > 0.01
+
+
+def test_tuning_the_box_head_trains_it_near_a_frozen_copy_with_its_statistics_kept():
+    model = _seeded(siammask_nano.SiamMaskNano(tune_box=True), 8)
+    teacher = _seeded(siammask_nano.SiamMaskNano(), 8).requires_grad_(False)
+    apply_phase(model, "trunk", TrainConfig())
+    assert model.ban_head in model.trained_modules() and model.ban_head.training
+    assert not any(m.training for m in model.ban_head.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert model.mask_head[1].training and not model.trunk.training
+    mask_branch, head = clip_groups(model, TrainConfig(clip_per_module=True))  # clipped apart
+    assert {id(p) for p in head} == {id(p) for p in model.ban_head.parameters()}
+    assert {id(p) for p in mask_branch} == {id(p) for m in (model.mask_corr, model.mask_head, model.refine_head)
+                                            for p in m.parameters()}
+    assert len(clip_groups(model, TrainConfig())) == 1
+    z, x = _crops(9)
+    box = np.array([100.0, 90.0, 160.0, 170.0])
+    t = point_targets(box, False, np.random.default_rng(0))
+    mask = torch.zeros(2, 255, 255)
+    mask[:, 90:170, 100:160] = 1
+    batch = _batch(z, x, t, mask)
+    cfg = TrainConfig(loss_distill=1.0, max_mask_cells=8)
+    losses = compute_losses(model, batch, cfg, np.random.default_rng(0), teacher)
+    assert float(losses["distill"].detach()) == pytest.approx(0.0, abs=1e-6)  # same weights, same statistics
+    losses["loss"].backward()
+    assert all(p.grad is not None for p in model.ban_head.parameters() if p.requires_grad)
+    assert all(p.grad is None for p in model.trunk.parameters())
+    with torch.no_grad():
+        for p in model.ban_head.parameters():
+            p.add_(0.05)
+    assert float(compute_losses(model, batch, cfg, np.random.default_rng(0), teacher)["distill"].detach()) > 0.01

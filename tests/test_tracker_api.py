@@ -18,7 +18,7 @@ import torch
 
 from siamtrack.api import build_tracker
 from siamtrack.errors import SiamtrackError
-from siamtrack.results import BoxClippedWarning, TrackResult
+from siamtrack.results import BoxClippedWarning, TrackResult, output_box
 from siamtrack.tracker import Tracker
 from siamtrack.weights.loading import load_checkpoint
 
@@ -282,3 +282,15 @@ def test_profile_fills_stage_timings(tracker):
     assert timings["total"] == pytest.approx(sum(timings[s] for s in stages))
     tracker.track(MOVING[2])  # profiling off again: the totals must not pile up
     assert tracker.last_timings["total"] == pytest.approx(sum(timings[s] for s in stages))
+
+
+def test_the_box_is_a_confident_masks_bounding_box_else_the_regressions():
+    mask = np.zeros((40, 60), bool)
+    mask[10:20, 5:35] = True
+    prob = np.where(mask, 0.9, 0.1).astype(np.float32)
+    regression = (1.0, 2.0, 3.0, 4.0)
+    assert output_box(regression, mask, prob, "mask", 0.8) == (5.0, 10.0, 30.0, 10.0)
+    assert output_box(regression, mask, prob, "mask", 0.95) == regression  # not confident enough
+    assert output_box(regression, mask, prob, "mask", None) == regression  # the preset says never
+    assert output_box(regression, mask, prob, "box", 0.0) == regression  # a box-only model's "mask" is its box
+    assert output_box(regression, np.zeros_like(mask), prob, "mask", 0.0) == regression  # nothing to bound

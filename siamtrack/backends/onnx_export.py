@@ -1,24 +1,25 @@
-"""ONNX graphs of a SiamMask network, for ONNX Runtime, OpenVINO, TensorRT or a browser.
+"""ONNX graphs of a Siamese network, for ONNX Runtime, OpenVINO, TensorRT or a browser.
 
-Three graphs, split where the tracker's own decisions sit between them (docs/cli.md):
+The graphs are split where the tracker's own decisions sit between them (docs/cli.md). How a
+network splits is its ``export_layout`` (``LAYOUTS``; SiamMask's when it declares none):
 
-* ``template.onnx``: ``z`` (N,3,127,127) -> ``cls_kernel``, ``loc_kernel``, ``mask_kernel``, once per object;
-* ``search.onnx``: ``x`` (1,3,255,255) and one object's three kernels -> ``cls`` (1,10,25,25), ``loc``
-  (1,20,25,25) and what refine needs (``p0``, ``p1``, ``p2``, ``corr``), every frame;
-* ``refine.onnx``: those four and the chosen cell ``row``, ``col`` (int64, shape (1,)) -> ``mask`` logits
-  (1,127,127): the windows around the cell are cut inside the graph, so a runtime needs no offsets.
-
-A box-only network (NanoTrack, no refine) has two graphs instead (``BOX_GRAPHS``):
-
-* ``template.onnx``: ``z`` (N,3,127,127) -> ``zf``, the template features, once per object;
-* ``search.onnx``: ``x`` (1,3,255,255) and one object's ``zf`` -> ``cls``, ``loc`` (l/t/r/b) and
-  ``corr`` (the appearance evidence), every frame; the template-side adapters run inside it.
+* ``kernels`` (SiamMask, siammask-lite): ``template.onnx`` ``z`` (N,3,127,127) -> ``cls_kernel``,
+  ``loc_kernel``, ``mask_kernel``, once per object; ``search.onnx`` ``x`` (1,3,255,255) and one object's
+  kernels -> ``cls`` (1,10,25,25), ``loc`` (1,20,25,25) and what refine needs (``p0``, ``p1``, ``p2``,
+  ``corr``), every frame; ``refine.onnx`` those four and the chosen cell ``row``, ``col`` (int64, shape
+  (1,)) -> ``mask`` logits (1,127,127): the windows around the cell are cut inside the graph.
+* ``features`` (NanoTrack, boxes only): ``template.onnx`` ``z`` -> ``zf``, the template features;
+  ``search.onnx`` ``x`` and one object's ``zf`` -> ``cls``, ``loc`` (l/t/r/b) and ``corr`` (the
+  appearance evidence); the template-side adapters run inside it.
+* ``features-refine`` (siammask-nano): ``features`` whose search graph also gives ``p0``, ``p1``,
+  ``p2`` and the per-point ``mask_feature``, and ``refine.onnx`` (those four, ``row``, ``col`` -> ``mask``).
 
 Crops are raw BGR float32 0..255, NCHW, as the tracker feeds every architecture. The search graph
 holds one object: the depth-wise correlation is a grouped convolution whose group count (batch x
-channels) ONNX fixes in the graph, so several objects are several runs. A sidecar JSON
-(``siamtrack-onnx.json``) records the architecture, preset, input sizes and layouts, the FLOPs of a
-step and the siamtrack version. onnx is imported only here, when exporting.
+channels) ONNX fixes in the graph, so several objects are several runs. The search graph's outputs
+that refine reads carry the names of refine's inputs. A sidecar JSON (``siamtrack-onnx.json``)
+records the layout, architecture, preset, input sizes, the FLOPs of a step and the siamtrack
+version. onnx is imported only here, when exporting.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from __future__ import annotations
 import copy
 import json
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +44,10 @@ from siamtrack.models.nanotrack import DepthwiseCorr
 from siamtrack.models.siammask import Refine, TemplateKernels
 
 SIDECAR = "siamtrack-onnx.json"
-GRAPHS = ("template", "search", "refine")
-BOX_GRAPHS = ("template", "search")
+GRAPHS = ("template", "search", "refine")  # every layout's graphs are among these
 OPSET = 17
 # Bumped when the graphs change: the cached exports of older versions are not reused.
-FORMAT = 3
+FORMAT = 4
 KERNELS = ("cls_kernel", "loc_kernel", "mask_kernel")
 FEATURES = ("p0", "p1", "p2", "corr")
 IMAGE_LAYOUT = "NCHW float32, BGR, raw 0..255 (no normalisation: the graph holds it)"
@@ -111,15 +113,6 @@ def _export_forms(module: nn.Module) -> None:
             _export_forms(child)
 
 
-def box_only(model: nn.Module) -> bool:
-    """Whether ``model``'s head decoder makes no masks (its export has ``BOX_GRAPHS``)."""
-    return not spec_of(model).masks
-
-
-def graph_names(model: nn.Module) -> tuple[str, ...]:
-    return BOX_GRAPHS if box_only(model) else GRAPHS
-
-
 class _Search(nn.Module):
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
@@ -160,6 +153,97 @@ def _refine_module(net: nn.Module) -> Refine:
     return found[0]
 
 
+class _PointMaskSearch(nn.Module):
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Tensor, zf: Tensor) -> tuple[Tensor, ...]:
+        cls, loc, search = self.net.track(x, self.net.kernels(zf))
+        return cls, loc, search.p0, search.p1, search.p2, search.corr, search.mask
+
+
+class _PointRefineAt(nn.Module):
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, p0: Tensor, p1: Tensor, p2: Tensor, mask_feature: Tensor, row: Tensor, col: Tensor) -> Tensor:
+        return self.net.refine_at(p0, p1, p2, mask_feature, row, col)
+
+
+def _kernel_modules(net: nn.Module) -> dict[str, nn.Module]:
+    return {"template": _Template(net), "search": _Search(net),
+            "refine": _RefineAt(_refine_module(net), tuple(net.refine_pads))}
+
+
+def _kernel_inputs(model: nn.Module, z: Tensor, x: Tensor) -> dict[str, tuple[Tensor, ...]]:
+    kernels = tuple(model.template(z))
+    feats = tuple(model.track(x, TemplateKernels(*kernels))[2])
+    return {"template": (z,), "search": (x, *kernels), "refine": (*feats, torch.tensor([12]), torch.tensor([9]))}
+
+
+def _feature_inputs(model: nn.Module, z: Tensor, x: Tensor) -> dict[str, tuple[Tensor, ...]]:
+    zf = model.template_features(z)
+    inputs = {"template": (z,), "search": (x, zf)}
+    if spec_of(model).masks:
+        _, _, s = model.track(x, model.kernels(zf))
+        inputs["refine"] = (s.p0, s.p1, s.p2, s.mask, torch.tensor([9]), torch.tensor([5]))
+    return inputs
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a network splits into graphs: their names, inputs and outputs, the modules traced, the
+    example inputs, and what int8 quantizes (``siamtrack.backends.onnx_quant``)."""
+
+    io: dict[str, tuple[list[str], list[str]]]  # graph -> (input names, output names), in run order
+    modules: Callable[[nn.Module], dict[str, nn.Module]]
+    inputs: Callable[[nn.Module, Tensor, Tensor], dict[str, tuple[Tensor, ...]]]
+    quantized: tuple[str, ...]  # graphs int8 quantizes
+    float_trunk: bool  # the trunk's nodes stay float in int8 (onnx_quant.BOX_INT8_NOTE)
+    int8_note: str
+
+    @property
+    def graphs(self) -> tuple[str, ...]:
+        return tuple(self.io)
+
+
+_REFINE_FLOAT = ("refine runs in float: its layers are narrow (4-32 channels), where int8 saves little time, "
+                 "and it draws the mask boundary")
+_FLOAT_TRUNK = ("the head is int8, its correlations included (their template side is made in the same graph); "
+                "the trunk (the template graph, the start of the search graph) runs in float: an int8 "
+                "MobileNetV3 trunk was slower than float and lost accuracy")
+LAYOUTS: dict[str, Layout] = {
+    "kernels": Layout(
+        {"template": (["z"], list(KERNELS)), "search": (["x", *KERNELS], ["cls", "loc", *FEATURES]),
+         "refine": ([*FEATURES, "row", "col"], ["mask"])},
+        _kernel_modules, _kernel_inputs, ("template", "search"), False, _REFINE_FLOAT),
+    "features": Layout(
+        {"template": (["z"], ["zf"]), "search": (["x", "zf"], ["cls", "loc", "corr"])},
+        lambda net: {"template": _BoxTemplate(net), "search": _BoxSearch(net)},
+        _feature_inputs, ("search",), True, _FLOAT_TRUNK),
+    "features-refine": Layout(
+        {"template": (["z"], ["zf"]), "search": (["x", "zf"], ["cls", "loc", "p0", "p1", "p2", "corr", "mask_feature"]),
+         "refine": (["p0", "p1", "p2", "mask_feature", "row", "col"], ["mask"])},
+        lambda net: {"template": _BoxTemplate(net), "search": _PointMaskSearch(net), "refine": _PointRefineAt(net)},
+        _feature_inputs, ("search",), True, _FLOAT_TRUNK + "; " + _REFINE_FLOAT),
+}
+
+
+def layout_name(model: nn.Module) -> str:
+    """The export layout ``model`` declares (``export_layout``; SiamMask's ``kernels`` if none)."""
+    name = getattr(model, "export_layout", "kernels")
+    if name not in LAYOUTS:
+        raise ValueError(f"{type(model).__name__}: unknown export layout {name!r}; known: {', '.join(LAYOUTS)}")
+    return name
+
+
+def layout_of(sidecar: dict[str, Any]) -> Layout:
+    """The layout an export's sidecar records."""
+    return LAYOUTS[sidecar["layout"]]
+
+
 def graph_modules(model: nn.Module, *, export_forms: bool = False) -> dict[str, nn.Module]:
     """The exported computations as modules over a BatchNorm-folded copy of ``model`` (``export_forms``:
     with the graph forms of ``_export_forms``, as traced; without them, the network as it runs in torch,
@@ -171,10 +255,7 @@ def graph_modules(model: nn.Module, *, export_forms: bool = False) -> dict[str, 
         _export_forms(net)
     for p in net.parameters():
         p.requires_grad_(False)
-    if box_only(model):
-        return {"template": _BoxTemplate(net), "search": _BoxSearch(net)}
-    return {"template": _Template(net), "search": _Search(net),
-            "refine": _RefineAt(_refine_module(net), tuple(net.refine_pads))}
+    return LAYOUTS[layout_name(model)].modules(net)
 
 
 def example_inputs(model: nn.Module, seed: int = 0) -> dict[str, tuple[Tensor, ...]]:
@@ -182,25 +263,8 @@ def example_inputs(model: nn.Module, seed: int = 0) -> dict[str, tuple[Tensor, .
     g = torch.Generator().manual_seed(seed)
     z = torch.rand(1, 3, 127, 127, generator=g) * 255
     x = torch.rand(1, 3, 255, 255, generator=g) * 255
-    if box_only(model):
-        with torch.inference_mode():
-            return {"template": (z,), "search": (x, model.eval().template_features(z))}
     with torch.inference_mode():
-        kernels = tuple(model.eval().template(z))
-        feats = tuple(model.track(x, TemplateKernels(*kernels))[2])
-    cell = (torch.tensor([12]), torch.tensor([9]))
-    return {"template": (z,), "search": (x, *kernels), "refine": (*feats, *cell)}
-
-
-def io_names(graph: str, box: bool = False) -> tuple[list[str], list[str]]:
-    """Input and output names of a graph (``box``: of a box-only network's graph)."""
-    if box:
-        return {"template": (["z"], ["zf"]), "search": (["x", "zf"], ["cls", "loc", "corr"])}[graph]
-    return {
-        "template": (["z"], list(KERNELS)),
-        "search": (["x", *KERNELS], ["cls", "loc", *FEATURES]),
-        "refine": ([*FEATURES, "row", "col"], ["mask"]),
-    }[graph]
+        return LAYOUTS[layout_name(model)].inputs(model.eval(), z, x)
 
 
 def _shapes(names: list[str], tensors: tuple[Tensor, ...], batch: str | None) -> dict[str, Any]:
@@ -220,8 +284,7 @@ def export_graphs(model: nn.Module, out: Path, *, opset: int = OPSET) -> dict[st
     modules = graph_modules(model, export_forms=True)
     inputs = example_inputs(model)
     described = {}
-    for graph in graph_names(model):
-        names_in, names_out = io_names(graph, box_only(model))
+    for graph, (names_in, names_out) in LAYOUTS[layout_name(model)].io.items():
         batch = "N" if graph == "template" else None
         dynamic = {n: {0: "N"} for n in names_in + names_out} if batch else None
         with torch.inference_mode(), warnings.catch_warnings():
@@ -273,10 +336,9 @@ def check_graphs(folder: Path, model: nn.Module, threads: int = 1) -> dict[str, 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     diffs = {}
-    for graph in graph_names(model):
+    for graph, (names_in, _) in LAYOUTS[layout_name(model)].io.items():
         path = folder / f"{graph}.onnx"
         onnx.checker.check_model(str(path), full_check=True)
-        names_in, _ = io_names(graph, box_only(model))
         session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         got = session.run(None, {n: t.numpy() for n, t in zip(names_in, inputs[graph], strict=True)})
         with torch.inference_mode():
@@ -302,9 +364,9 @@ def write_export(model: nn.Module, out: str | Path, meta: dict[str, Any], *, ops
     with atomic_folder(out, SIDECAR, replace=replace) as tmp:
         graphs = export_graphs(model, tmp, opset=opset)
         sidecar = {"format": FORMAT, "siamtrack": __version__, "torch": torch.__version__, "opset": opset,
-                   "precision": "fp32", **meta, "arch": model.arch, "graphs": graphs,
-                   "box_only": box_only(model),
-                   "flops_per_step": count_track_flops(model.eval(), torch.device("cpu"), masks=not box_only(model)),
+                   "precision": "fp32", **meta, "arch": model.arch, "layout": layout_name(model), "graphs": graphs,
+                   "box_only": not spec_of(model).masks,
+                   "flops_per_step": count_track_flops(model.eval(), torch.device("cpu"), masks=spec_of(model).masks),
                    "max_abs_diff_vs_torch": check_graphs(tmp, model)}
         (tmp / SIDECAR).write_text(json.dumps(sidecar, indent=1) + "\n")
     return sidecar
@@ -317,8 +379,11 @@ def read_sidecar(folder: str | Path) -> dict[str, Any]:
         sidecar = json.loads(path.read_text())
     except (OSError, ValueError):
         raise SiamtrackError(f"{folder} is not a siamtrack ONNX export (no readable {SIDECAR})") from None
-    wanted = BOX_GRAPHS if sidecar.get("box_only") else GRAPHS
-    missing = [g for g in wanted if not (Path(folder) / sidecar.get("graphs", {}).get(g, {}).get("file", "")).is_file()]
+    if sidecar.get("layout") not in LAYOUTS:
+        raise SiamtrackError(f"{folder}: an export of an older siamtrack (format {sidecar.get('format')}, this one "
+                             f"reads {FORMAT}); export it again with siamtrack export onnx")
+    files = {g: info.get("file", "") for g, info in sidecar.get("graphs", {}).items()}
+    missing = [g for g in layout_of(sidecar).graphs if not (Path(folder) / files.get(g, "")).is_file()]
     if missing:
         raise SiamtrackError(f"{folder}: the export lacks {', '.join(missing)}.onnx")
     return sidecar

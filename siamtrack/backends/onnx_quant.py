@@ -8,12 +8,14 @@ where the object was one frame earlier, as tracking cuts them. Quantization is Q
 int8 weights and uint8 activations (VNNI dot products on CPUs that have them); the depth-wise
 correlations, whose kernels are inputs rather than weights, stay float.
 
-A box-only network (NanoTrack) has its head quantized, in the search graph; its MobileNetV3 trunk
-(the template graph and the search graph's first part) stays float: there the hard-swish and
+What is quantized is the export layout's (``onnx_export.LAYOUTS``). A NanoTrack-based network
+(``features`` layouts) has its head quantized, in the search graph; its MobileNetV3 trunk (the
+template graph and the search graph's first part) stays float: there the hard-swish and
 squeeze-excite layers, which have no int8 kernels, break every int8 run into short ones, so an int8
 trunk was slower than the float one and lost accuracy (docs/eval.md). Its correlations run in
 int8: their template-side operands come from int8 layers of the same graph, and ONNX Runtime fuses
-a float product between dequantized inputs and a quantized output into its int8 form.
+a float product between dequantized inputs and a quantized output into its int8 form. Refine
+stays float in every layout.
 """
 
 from __future__ import annotations
@@ -31,19 +33,12 @@ import numpy as np
 
 from siamtrack import geometry as geo
 from siamtrack.atomic import atomic_folder
-from siamtrack.backends.onnx_export import FEATURES, SIDECAR, read_sidecar
+from siamtrack.backends.onnx_export import SIDECAR, layout_of, read_sidecar
 from siamtrack.errors import SiamtrackError
 
 CALIBRATION_ENV = "SIAMTRACK_CALIBRATION"
 # The checkout's training videos (a source checkout beside ../shared); absent in an installed package.
 DEFAULT_CALIBRATION = Path(__file__).resolve().parents[3] / "shared" / "train_data" / "videos"
-QUANTIZED = ("template", "search")  # refine stays float: see INT8_NOTE
-INT8_NOTE = ("refine runs in float: its layers are narrow (4-32 channels), where int8 saves little time, "
-             "and it draws the mask boundary")
-BOX_QUANTIZED = ("search",)  # the template graph is all trunk: see BOX_INT8_NOTE
-BOX_INT8_NOTE = ("the head is int8, its correlations included (their template side is made in the same graph); "
-                 "the trunk (the template graph, the start of the search graph) runs in float: an int8 "
-                 "MobileNetV3 trunk was slower than float and lost accuracy")
 TRUNK_SCOPE = "/trunk/"  # the exporter names a box network's trunk nodes after its ``trunk`` module
 SEARCH_CROPS_PER_VIDEO = 2
 
@@ -103,41 +98,42 @@ class _Feeds:
 
 def calibration_feeds(fp32: Path, crops: list[tuple[np.ndarray, list[np.ndarray]]]) -> dict[str, list[dict]]:
     """The inputs each graph sees on the calibration crops, run through the float32 graphs: template
-    crops; search crops with their video's template outputs (SiamMask's kernels, a box-only network's
-    ``zf``); for a graph set with refine, search features at the highest-scoring cell."""
+    crops; search crops with their video's template outputs (SiamMask's kernels, a NanoTrack-based
+    network's ``zf``); for a layout with refine, the search outputs refine reads, at the
+    highest-scoring cell."""
     import onnxruntime as ort
 
+    io = layout_of(read_sidecar(fp32)).io
     sessions = {g: ort.InferenceSession(str(fp32 / f"{g}.onnx"), providers=["CPUExecutionProvider"])
                 for g in ("template", "search")}
-    kept = [o.name for o in sessions["template"].get_outputs()]
-    refine = (fp32 / "refine.onnx").is_file()
+    refine = io["refine"][0][:-2] if "refine" in io else None
     feeds: dict[str, list[dict]] = {"template": [], "search": [], **({"refine": []} if refine else {})}
     for z, searches in crops:
         feeds["template"].append({"z": z})
-        template = dict(zip(kept, sessions["template"].run(None, {"z": z}), strict=True))
+        template = dict(zip(io["template"][1], sessions["template"].run(None, {"z": z}), strict=True))
         for x in searches:
             feeds["search"].append({"x": x, **template})
             if not refine:
                 continue
-            cls, _, *feats = sessions["search"].run(None, {"x": x, **template})
-            score = cls.reshape(2, -1, *cls.shape[2:])
+            out = dict(zip(io["search"][1], sessions["search"].run(None, {"x": x, **template}), strict=True))
+            score = out["cls"].reshape(2, -1, *out["cls"].shape[2:])
             best = np.unravel_index(int(np.argmax(score[1] - score[0])), score.shape[1:])
-            feeds["refine"].append({**dict(zip(FEATURES, feats, strict=True)),
+            feeds["refine"].append({**{n: out[n] for n in refine},
                                     "row": np.array([best[1]], np.int64), "col": np.array([best[2]], np.int64)})
     return feeds
 
 
-def float_nodes(path: Path, box_only: bool = False) -> list[str]:
+def float_nodes(path: Path, float_trunk: bool = False) -> list[str]:
     """Nodes that stay float: convolutions whose weights are not constants (the correlations with
-    the template's kernels) and, with ``box_only``, the trunk."""
+    the template's kernels) and, with ``float_trunk``, the trunk."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
     constants = {t.name for t in model.graph.initializer}
-    if box_only and not any(TRUNK_SCOPE in n.name for n in model.graph.node):
+    if float_trunk and not any(TRUNK_SCOPE in n.name for n in model.graph.node):
         raise ValueError(f"{path}: no node of the trunk ({TRUNK_SCOPE}) to keep in float")
     return [n.name for n in model.graph.node
-            if (n.op_type == "Conv" and n.input[1] not in constants) or (box_only and TRUNK_SCOPE in n.name)]
+            if (n.op_type == "Conv" and n.input[1] not in constants) or (float_trunk and TRUNK_SCOPE in n.name)]
 
 
 @contextlib.contextmanager
@@ -166,8 +162,8 @@ def write_int8(fp32: str | Path, out: str | Path, calibration: str | Path, *, re
     sidecar = read_sidecar(fp32)
     crops = calibration_crops(calibration)
     feeds = calibration_feeds(fp32, crops)
-    box = bool(sidecar.get("box_only"))
-    quantized = [g for g in sidecar["graphs"] if g in (BOX_QUANTIZED if box else QUANTIZED)]
+    layout = layout_of(sidecar)
+    quantized = [g for g in sidecar["graphs"] if g in layout.quantized]
     with atomic_folder(out, SIDECAR, replace=replace) as tmp, _quiet_root_logger():
         for graph in sidecar["graphs"]:
             src = fp32 / f"{graph}.onnx"
@@ -177,8 +173,8 @@ def write_int8(fp32: str | Path, out: str | Path, calibration: str | Path, *, re
             quantize_static(str(src), str(tmp / f"{graph}.onnx"), _Feeds(feeds[graph]),
                             quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
-                            nodes_to_exclude=float_nodes(src, box))
-        sidecar = {**sidecar, "precision": "int8", "quantized": quantized, "note": BOX_INT8_NOTE if box else INT8_NOTE,
+                            nodes_to_exclude=float_nodes(src, layout.float_trunk))
+        sidecar = {**sidecar, "precision": "int8", "quantized": quantized, "note": layout.int8_note,
                    "calibration": {"source": str(calibration), "videos": len(crops),
                                    "template_crops": len(feeds["template"]), "search_crops": len(feeds["search"])}}
         sidecar.pop("max_abs_diff_vs_torch", None)

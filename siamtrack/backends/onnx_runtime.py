@@ -14,21 +14,20 @@ import hashlib
 import os
 import sys
 import time
+from collections import namedtuple
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from siamtrack.backends.onnx_export import FEATURES, FORMAT, KERNELS, SIDECAR, onnx_missing, read_sidecar
+from siamtrack.backends.onnx_export import FORMAT, SIDECAR, layout_of, onnx_missing, read_sidecar
 from siamtrack.choices import BACKEND_PRECISIONS
 from siamtrack.errors import SiamtrackError
 from siamtrack.models import NetworkSpec, spec_of
-from siamtrack.models.nanotrack import NanoSearch
-from siamtrack.models.siammask import SearchFeatures, TemplateKernels
 from siamtrack.styles import Style, context_crops
 
 CACHE_ENV = "SIAMTRACK_ONNX_CACHE"
@@ -98,9 +97,12 @@ class OrtNetwork:
     """An export folder run by ONNX Runtime as the tracker's ``Runtime`` (``spec``: the exported
     network's), torch tensors in and out of the network calls.
 
-    The crops stay numpy (NCHW float32, what the graphs take) and ``backbone`` only hands them over:
-    the search graph holds trunk and heads together and runs in ``heads``, once per crop.
-    ``graph_seconds`` accumulates the time spent in each graph.
+    Any layout (``onnx_export.LAYOUTS``): the template graph's outputs, by name, are what the tracker
+    keeps per object and what the search graph takes beside the crop; the search graph's outputs
+    after the score and box maps are the search features (``corr``, the appearance evidence, among
+    them), which refine reads by name. The crops stay numpy (NCHW float32, what the graphs take)
+    and ``backbone`` only hands them over: the search graph holds trunk and heads together and runs
+    in ``heads``, once per crop. ``graph_seconds`` accumulates the time spent in each graph.
     """
 
     backend = "onnxruntime"
@@ -114,6 +116,10 @@ class OrtNetwork:
         self.spec = spec or NetworkSpec(self.arch)
         self.precision = self.sidecar.get("precision", "fp32")
         self.threads = int(threads or torch.get_num_threads())
+        io = layout_of(self.sidecar).io
+        self._template_type = namedtuple("OrtTemplate", io["template"][1])
+        self._search_type = namedtuple("OrtSearch", io["search"][1][2:])
+        self._refine_inputs = io["refine"][0][:-2] if "refine" in io else ()
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
@@ -149,51 +155,31 @@ class OrtNetwork:
     def sync(self) -> None:
         """Nothing to wait for: ONNX Runtime's CPU calls return when done."""
 
-    def template(self, z: Tensor | np.ndarray) -> TemplateKernels:
-        out = self._run("template", {"z": _array(z)})
-        return TemplateKernels(*(torch.from_numpy(k) for k in out))
+    def template(self, z: Tensor | np.ndarray) -> tuple[Tensor, ...]:
+        """The template graph's outputs (a named tuple of them) for crops ``z``."""
+        return self._template_type(*(torch.from_numpy(k) for k in self._run("template", {"z": _array(z)})))
 
     def backbone(self, x: Tensor) -> np.ndarray:
         return _array(x)
 
-    def heads(self, crops: np.ndarray, kernels: TemplateKernels) -> tuple[Tensor, Tensor, SearchFeatures]:
-        ks = [_array(k) for k in kernels]
-        runs = [self._run("search", {"x": crops[j:j + 1], **{n: k[j:j + 1] for n, k in zip(KERNELS, ks, strict=True)}})
+    def heads(self, crops: np.ndarray, kernels: tuple[Tensor, ...]) -> tuple[Tensor, Tensor, tuple[Tensor, ...]]:
+        ks = {n: _array(k) for n, k in kernels._asdict().items()}
+        runs = [self._run("search", {"x": crops[j:j + 1], **{n: k[j:j + 1] for n, k in ks.items()}})
                 for j in range(len(crops))]
         joined = [torch.from_numpy(parts[0] if len(parts) == 1 else np.concatenate(parts))
                   for parts in zip(*runs, strict=True)]
-        return joined[0], joined[1], SearchFeatures(*joined[2:])
+        return joined[0], joined[1], self._search_type(*joined[2:])
 
-    def refine(self, feats: SearchFeatures, rows: Tensor, cols: Tensor, batch_idx: Tensor | None = None) -> Tensor:
-        maps = [_array(f) for f in feats]
+    def refine(self, feats: tuple[Tensor, ...], rows: Tensor, cols: Tensor,
+               batch_idx: Tensor | None = None) -> Tensor:
+        maps = {n: _array(getattr(feats, n)) for n in self._refine_inputs}
         batch = range(len(rows)) if batch_idx is None else batch_idx.tolist()
         masks = []
         for b, r, c in zip(batch, rows.tolist(), cols.tolist(), strict=True):
-            feeds = {n: m[b:b + 1] for n, m in zip(FEATURES, maps, strict=True)}
+            feeds = {n: m[b:b + 1] for n, m in maps.items()}
             (mask,) = self._run("refine", {**feeds, "row": np.array([r], np.int64), "col": np.array([c], np.int64)})
             masks.append(mask)
         return torch.from_numpy(np.concatenate(masks))
-
-
-class BoxTemplate(NamedTuple):
-    """What a box-only export keeps per object: the template features (its adapters run in the search graph)."""
-
-    zf: Tensor
-
-
-class OrtBoxNetwork(OrtNetwork):
-    """A box-only export (``BOX_GRAPHS``): no refine; ``heads`` gives the score and l/t/r/b maps and the
-    correlation feature as ``NanoSearch``."""
-
-    def template(self, z: Tensor | np.ndarray) -> BoxTemplate:
-        (zf,) = self._run("template", {"z": _array(z)})
-        return BoxTemplate(torch.from_numpy(zf))
-
-    def heads(self, crops: np.ndarray, kernels: BoxTemplate) -> tuple[Tensor, Tensor, NanoSearch]:
-        zf = _array(kernels.zf)
-        runs = [self._run("search", {"x": crops[j:j + 1], "zf": zf[j:j + 1]}) for j in range(len(crops))]
-        cls, loc, corr = (torch.from_numpy(np.concatenate(parts)) for parts in zip(*runs, strict=True))
-        return cls, loc, NanoSearch(corr)
 
 
 def _array(t: Tensor | np.ndarray) -> np.ndarray:
@@ -208,5 +194,4 @@ def ort_network(model: nn.Module, precision: str, *, threads: int | None = None,
     _import_ort()
     mode = choose_ort_precision(precision)
     folder = cached_export(model, mode, model_name=model_name)
-    kind = OrtBoxNetwork if read_sidecar(folder).get("box_only") else OrtNetwork
-    return kind(folder, threads, spec_of(model)), mode
+    return OrtNetwork(folder, threads, spec_of(model)), mode

@@ -39,9 +39,11 @@ def onnx(model: str | None, checkpoint: str | None, preset: str | None, out: str
          calibration: str | None, overwrite: bool) -> None:
     """Write template.onnx, search.onnx, refine.onnx and siamtrack-onnx.json into --out.
 
-    template.onnx: template crop -> the three correlation kernels (once per object);
-    search.onnx: search crop and one object's kernels -> score and box maps and the features
-    refine needs; refine.onnx: those features and the chosen cell -> 127x127 mask logits.
+    template.onnx: template crop -> what the tracker keeps per object (SiamMask: the three
+    correlation kernels; NanoTrack-based models: the template features), once per object;
+    search.onnx: search crop and one object's template outputs -> score and box maps and the
+    features refine needs; refine.onnx: those features and the chosen cell -> 127x127 mask
+    logits (a box-only model has none). The sidecar names the layout (docs/cli.md).
     Each graph is checked with onnx.checker and run once in ONNX Runtime against torch.
 
     \b

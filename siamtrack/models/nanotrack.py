@@ -254,6 +254,7 @@ class NanoTrack(nn.Module):
 
     head_type = "points"
     stride = STRIDE
+    export_layout = "features"  # siamtrack.backends.onnx_export.LAYOUTS
 
     def __init__(self, version: str = V3) -> None:
         super().__init__()

@@ -17,7 +17,9 @@ point).
 Mask feature of a point: a depth-wise correlation with the template's central 4x4 cells (the
 structure of NanoTrack's own, with its own adapters), concatenated with the classification
 branch's fused correlation (frozen, what NanoTrack learned about the target) and mixed by a
-1x1 convolution. Only the mask feature and refine train (``trained_modules``).
+1x1 convolution. Only the mask feature and refine train (``trained_modules``), unless
+``tune_box``: then NanoTrack's head trains too (with a distillation loss that keeps it near the
+published one, ``[train] loss_distill``); the trunk stays frozen either way.
 """
 
 from __future__ import annotations
@@ -85,9 +87,11 @@ class SiamMaskNano(NanoTrack):
     """NanoTrack v3 (frozen box branch) with a mask feature per point and SiamMask's refine."""
 
     masks = True  # the point decoder refines a mask at the chosen point
+    export_layout = "features-refine"  # siamtrack.backends.onnx_export.LAYOUTS
 
-    def __init__(self, mask_channels: int = 128) -> None:
+    def __init__(self, mask_channels: int = 128, tune_box: bool = False) -> None:
         super().__init__(V3)
+        self.tune_box = tune_box
         self.arch = ARCH_NAME
         self.trunk = TappedTrunk(_BLOCKS + _V3_EXTRA)
         width = self.trunk.out_channels
@@ -129,9 +133,26 @@ class SiamMaskNano(NanoTrack):
         vec = feats.mask[batch_idx, :, rows, cols].reshape(-1, feats.mask.shape[1], 1, 1)
         return self.refine_head(*skips, vec)
 
+    def refine_at(self, p0: Tensor, p1: Tensor, p2: Tensor, mask: Tensor, row: Tensor, col: Tensor) -> Tensor:
+        """``refine`` of one search at one point, the point as (1,) tensors: the windows cut by gathers,
+        so that it traces into a graph whose point is an input (the ONNX export)."""
+        def window(feature: Tensor, first: int, step: int, size: int) -> Tensor:
+            padded = nn.functional.pad(feature, [size, size, size, size])
+            offsets = torch.arange(size, device=feature.device) + size + first
+            return padded.index_select(2, step * row + offsets).index_select(3, step * col + offsets)
+
+        skips = [window(m, *w) for m, w in zip((p0, p1, p2), WINDOWS, strict=True)]
+        return self.refine_head(*skips, mask.index_select(2, row).index_select(3, col))
+
     def trained_modules(self) -> list[nn.Module]:
-        """What training updates: the mask branch; the NanoTrack box branch stays as published."""
-        return [self.mask_corr, self.mask_head, self.refine_head]
+        """What training updates: the mask branch (one module), plus NanoTrack's head when ``tune_box``."""
+        mask_branch = nn.ModuleList([self.mask_corr, self.mask_head, self.refine_head])
+        return [mask_branch] + ([self.ban_head] if self.tune_box else [])
+
+    def kept_statistics(self) -> list[nn.Module]:
+        """Trained modules whose BatchNorm statistics stay as published: a tuned box head starts
+        exactly where NanoTrack's is, so distillation starts at zero."""
+        return [self.ban_head] if self.tune_box else []
 
     def trunk_stages(self) -> list[nn.Module]:
         return list(self.trunk.features)

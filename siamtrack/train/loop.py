@@ -26,7 +26,7 @@ from siamtrack.errors import SiamtrackError
 from siamtrack.eval.davis import region_j
 from siamtrack.models import build_model
 from siamtrack.train import datasets as ds
-from siamtrack.train.losses import box_loss, mask_iou, mask_loss, score_loss
+from siamtrack.train.losses import BOX_LOSSES, distill_loss, mask_iou, mask_loss, score_loss
 from siamtrack.train.sampler import AugmentConfig, DatasetSpec, PairSampler
 from siamtrack.train.targets import anchor_targets, grid_of, mask_windows, targets_for
 
@@ -42,6 +42,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     grad_clip: float = 10.0
+    clip_per_module: bool = False  # clip each of the model's trained_modules() on its own norm
     freeze_trunk_until: int = 0  # trunk frozen before this step
     trainable_trunk_from: int = 5  # first trunk stage trained after that (see trunk_stages())
     trunk_lr_mult: float = 0.1
@@ -49,6 +50,7 @@ class TrainConfig:
     loss_cls: float = 1.0
     loss_loc: float = 1.2
     loss_mask: float = 36.0
+    loss_distill: float = 0.0  # keep trained box heads near a frozen copy of the starting model's
     max_mask_cells: int = 32
     accumulate: int = 1  # micro-batches per step and process (gradient accumulation)
     frozen_bn: bool = False  # keep every BatchNorm in eval mode (running statistics)
@@ -177,7 +179,8 @@ def apply_phase(model: nn.Module, name: str, cfg: TrainConfig) -> None:
     """Set requires_grad and train/eval per phase; frozen BatchNorm stays in eval mode.
 
     A model with ``trained_modules`` decides itself what trains (siammask-nano: the mask branch
-    on a frozen published box branch), in every phase.
+    on a frozen published box branch), in every phase, and with ``kept_statistics`` which of
+    them keep their BatchNorm statistics.
     """
     if hasattr(model, "trained_modules"):
         model.requires_grad_(False)
@@ -185,6 +188,10 @@ def apply_phase(model: nn.Module, name: str, cfg: TrainConfig) -> None:
         for module in model.trained_modules():
             module.requires_grad_(True)
             module.train(not cfg.frozen_bn)
+        for module in getattr(model, "kept_statistics", list)():
+            for m in module.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.eval()
         return
     stages = trunk_stages(model)
     trunk_params = {id(p) for s in stages for p in s.parameters()}
@@ -214,6 +221,15 @@ def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
     heads = [p for p in model.parameters() if id(p) not in trunk]
     body = [p for p in model.parameters() if id(p) in trunk]
     return [{"params": heads, "lr_mult": 1.0}, {"params": body, "lr_mult": cfg.trunk_lr_mult}]
+
+
+def clip_groups(model: nn.Module, cfg: TrainConfig) -> list[list[nn.Parameter]]:
+    """The parameter sets whose gradient norms are clipped: all trainable ones together, or with
+    ``clip_per_module`` each trained module's alone, so that one branch's large gradients (a mask
+    loss, say) do not shrink another's steps through the shared norm."""
+    if cfg.clip_per_module and hasattr(model, "trained_modules"):
+        return [[p for p in m.parameters() if p.requires_grad] for m in model.trained_modules()]
+    return [[p for p in model.parameters() if p.requires_grad]]
 
 
 class PairDataset(torch.utils.data.Dataset):
@@ -265,12 +281,21 @@ class StepBatches(torch.utils.data.Sampler):
         return max(self.steps - self.start, 0) * self.accumulate
 
 
-def compute_losses(model: nn.Module, batch: dict[str, torch.Tensor], cfg: TrainConfig, rng: np.random.Generator
-                   ) -> dict[str, torch.Tensor]:
-    kernels = model.template(batch["template"].float())
-    cls, loc, feats = model.track(batch["search"].float(), kernels)
+def compute_losses(model: nn.Module, batch: dict[str, torch.Tensor], cfg: TrainConfig, rng: np.random.Generator,
+                   teacher: nn.Module | None = None) -> dict[str, torch.Tensor]:
+    """The weighted training losses of one batch; ``teacher`` (a frozen copy of the starting model)
+    adds the distillation term."""
+    z, x = batch["template"].float(), batch["search"].float()
+    kernels = model.template(z)
+    search = model.backbone(x)
+    cls, loc, feats = model.heads(search, kernels)
     l_cls = score_loss(cls, batch["labels"])
-    l_loc = box_loss(loc, batch["deltas"], batch["delta_weight"])
+    l_loc = BOX_LOSSES[getattr(model, "head_type", "anchors")](loc, batch["deltas"], batch["delta_weight"])
+    l_distill = cls.new_zeros((), dtype=torch.float32)
+    if teacher is not None:
+        with torch.no_grad():
+            t_cls, t_loc, _ = teacher.heads(search, teacher.template(z))
+        l_distill = distill_loss(cls, loc, t_cls, t_loc, grid_of(model)[1])
     cells = batch["mask_cells"].nonzero()
     if cells.shape[0] > cfg.max_mask_cells:
         keep = np.sort(rng.choice(cells.shape[0], size=cfg.max_mask_cells, replace=False))
@@ -285,22 +310,24 @@ def compute_losses(model: nn.Module, batch: dict[str, torch.Tensor], cfg: TrainC
         logits = cls.new_zeros((0, 127, 127))
         target = logits
     l_mask = mask_loss(logits, target)
-    total = cfg.loss_cls * l_cls + cfg.loss_loc * l_loc + cfg.loss_mask * l_mask
+    total = cfg.loss_cls * l_cls + cfg.loss_loc * l_loc + cfg.loss_mask * l_mask + cfg.loss_distill * l_distill
     # Keep every trainable parameter in the graph (DDP needs all of them to get a gradient).
     total = total + 0.0 * sum(p.sum() for p in model.parameters() if p.requires_grad)
-    return {"loss": total, "cls": l_cls, "loc": l_loc, "mask": l_mask, "mask_iou": mask_iou(logits.detach(), target)}
+    return {"loss": total, "cls": l_cls, "loc": l_loc, "mask": l_mask, "distill": l_distill,
+            "mask_iou": mask_iou(logits.detach(), target)}
 
 
 class TrainStep(nn.Module):
     """The model with its losses as ``forward``, so DistributedDataParallel can wrap it."""
 
-    def __init__(self, model: nn.Module, cfg: TrainConfig) -> None:
+    def __init__(self, model: nn.Module, cfg: TrainConfig, teacher: nn.Module | None = None) -> None:
         super().__init__()
         self.model = model
         self.cfg = cfg
+        self.teacher = [teacher]  # a list: not a submodule, so DDP and the optimizer never see it
 
     def forward(self, batch: dict[str, torch.Tensor], rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        return compute_losses(self.model, batch, self.cfg, rng)
+        return compute_losses(self.model, batch, self.cfg, rng, self.teacher[0])
 
 
 def save_atomic(obj: Any, path: Path) -> None:
@@ -504,6 +531,9 @@ def train(config_path: str | Path, out_dir: str | Path, *, resume: bool = False,
     resuming = resume and ckpt.is_file()
     torch.manual_seed(run.seed)
     model = init_model(run, load_init=not resuming).to(dev)
+    teacher = None
+    if cfg.loss_distill:  # the starting weights, frozen; a resumed run reloads them from [model] init
+        teacher = init_model(run).to(dev).eval().requires_grad_(False)
     optimizer = torch.optim.SGD(param_groups(model, cfg), lr=cfg.base_lr, momentum=cfg.momentum,
                                 weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler(enabled=cfg.precision == "fp16")
@@ -544,7 +574,7 @@ def train(config_path: str | Path, out_dir: str | Path, *, resume: bool = False,
             name = phase(step, cfg)
             if name != current_phase:
                 apply_phase(model, name, cfg)
-                net = TrainStep(model, cfg)
+                net = TrainStep(model, cfg, teacher)
                 if world > 1:  # re-wrapped per phase: DDP registers the parameters that train
                     net = nn.parallel.DistributedDataParallel(net)
                 current_phase = name
@@ -563,7 +593,8 @@ def train(config_path: str | Path, out_dir: str | Path, *, resume: bool = False,
                 for k, v in losses.items():
                     totals[k] = totals.get(k, 0.0) + float(v.detach()) / cfg.accumulate
             scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.grad_clip)
+            for params in clip_groups(model, cfg):
+                nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             scaler.step(optimizer)
             scaler.update()
             pairs += cfg.batch_size

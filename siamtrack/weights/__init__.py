@@ -513,9 +513,10 @@ def verify_name(name: str) -> list[dict[str, Any]]:
     return out
 
 
-def export(src: str | Path, dst: str | Path, *, half: bool = True) -> dict[str, Any]:
+def export(src: str | Path, dst: str | Path, *, half: bool = True, keep_preset: bool = True) -> dict[str, Any]:
     """Write a trained checkpoint as a shippable file: weights (fp16 storage if ``half``) plus the
-    architecture, model config, tuned preset and training step; returns its size and SHA-256.
+    architecture, model config, tuned preset (unless not ``keep_preset``: then the registry entry's
+    built-in preset applies) and training step; returns its size and SHA-256.
 
     Loading casts back to float32, so fp16 storage only rounds the stored values.
     """
@@ -525,7 +526,7 @@ def export(src: str | Path, dst: str | Path, *, half: bool = True) -> dict[str, 
 
     ckpt = read_checkpoint(src)
     state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in ckpt["state_dict"].items()}
-    kept = ("arch", "config", "preset", "preset_tuning", "step")
+    kept = ("arch", "config", "step") + (("preset", "preset_tuning") if keep_preset else ())
     out = {"state_dict": state, **{k: ckpt[k] for k in kept if k in ckpt}}
     dst = Path(dst)
     with atomic_path(dst) as tmp:
