@@ -26,7 +26,7 @@ from siamtrack.io.synthetic import frames
 
 ROOT = Path(__file__).resolve().parents[1]
 N_FRAMES, SIZE = 12, (320, 240)
-MODEL = ["--model", "siammask-lite", "--device", "cpu", "--precision", "fp32"]
+MODEL = ["--device", "cpu", "--precision", "fp32"]
 IOU_FLOOR = 0.5  # measured: rotated boxes 0.59-0.71 against the clip's axis-aligned boxes, axis-aligned 0.71 mean
 
 
@@ -48,11 +48,11 @@ def clip(tmp_path_factory):
     return seq, boxes
 
 
-def in_process(seq: Path, init_box, backend: str = "torch") -> list:
+def in_process(seq: Path, init_box, backend: str = "torch", model: str = "siammask-lite") -> list:
     """The same model tracking the same JPEG frames in this process."""
     from siamtrack.api import from_pretrained
 
-    tracker = from_pretrained("siammask-lite", device="cpu", precision="fp32", backend=backend)
+    tracker = from_pretrained(model, device="cpu", precision="fp32", backend=backend)
     paths = sorted((seq / "color").glob("*.jpg"))
     tracker.init(cv2.imread(str(paths[0])), [init_box])
     return [tracker.track(cv2.imread(str(p)))[0] for p in paths[1:]]
@@ -63,7 +63,8 @@ def tracker_env() -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_trax_session_returns_the_trackers_rotated_boxes(clip, tmp_path):
+@pytest.mark.parametrize("model", ["siammask-lite", "siammask-nano"])
+def test_trax_session_returns_the_trackers_rotated_boxes(clip, tmp_path, model):
     pytest.importorskip("trax", reason="vot-trax is in the dev extra")
     from trax.client import Client
     from trax.image import FileImage
@@ -71,7 +72,8 @@ def test_trax_session_returns_the_trackers_rotated_boxes(clip, tmp_path):
 
     seq, boxes = clip
     paths = sorted((seq / "color").glob("*.jpg"))
-    proc = subprocess.Popen([sys.executable, "-m", "siamtrack.cli", "vot", *MODEL], cwd=tmp_path, env=tracker_env(),
+    proc = subprocess.Popen([sys.executable, "-m", "siamtrack.cli", "vot", "--model", model, *MODEL], cwd=tmp_path,
+                            env=tracker_env(),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0)
     log: list[str] = []
     try:
@@ -93,7 +95,7 @@ def test_trax_session_returns_the_trackers_rotated_boxes(clip, tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-    expected = in_process(seq, bx.vot_init_box(np.array(corners)))
+    expected = in_process(seq, bx.vot_init_box(np.array(corners)), model=model)
     for reply, result, box in zip(replies, expected, boxes[1:], strict=True):
         np.testing.assert_allclose(reply, result.rotated.points, atol=1e-3)  # TraX sends 4 decimals
         assert bx.polygon_iou(reply, bx.box_polygon(box)) > IOU_FLOOR
@@ -112,7 +114,8 @@ def test_vot_evaluate_runs_siamtrack_offline(clip, backend):
     seq, boxes = clip
     workspace = seq.parents[1]
     name = f"siamtrack-{backend}"  # its own results folder in the shared workspace
-    command = " ".join([sys.executable, "-m", "siamtrack.cli", "vot", *MODEL, "--backend", backend,
+    command = " ".join([sys.executable, "-m", "siamtrack.cli", "vot", "--model", "siammask-lite", *MODEL,
+                        "--backend", backend,
                         "--output", "rectangle"])
     (workspace / "trackers.ini").write_text(f"[{name}]\nlabel = {name}\nprotocol = trax\ncommand = {command}\n"
                                             f"timeout = 120\nenv_PYTHONPATH = {ROOT}\n")

@@ -1,5 +1,6 @@
-"""siamtrack as installed software: the wheel and the sdist carry the default model, an installed
-wheel tracks with it from another folder with no network, and every declared dependency is used.
+"""siamtrack as installed software: the wheel and the sdist carry the shipped models (siammask-nano
+with NanoTrack's licence and NOTICE), an installed wheel tracks with them from another folder with
+no network, and every declared dependency is used.
 
 The wheel is built from a copy of the package sources with the setuptools already installed (no
 build isolation, so no network), and "installed" by unpacking it: a pure-Python wheel is a zip of
@@ -26,6 +27,9 @@ from siamtrack.weights.download import sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "siamtrack/weights/siammask-lite.pt"
+NANO = "siamtrack/weights/siammask-nano.pt"
+# NanoTrack v3's Apache-2.0 weights inside siammask-nano.pt: their licence and NOTICE go where it goes
+NANO_TERMS = ("siamtrack/weights/LICENSE-NanoTrack", "siamtrack/weights/NOTICE")
 # declared distribution -> the module it provides
 IMPORT_NAMES = {"opencv-python": "cv2", "pillow": "PIL", "imageio-ffmpeg": "imageio_ffmpeg"}
 
@@ -64,10 +68,21 @@ def test_the_wheel_carries_the_registry_and_the_default_model(wheel):
     assert "imageio-ffmpeg" in requires and "imageio" not in requires
 
 
+def test_the_wheel_carries_siammask_nano_with_nanotracks_licence_and_notice(wheel):
+    entry = weights.get_entry("siammask-nano")
+    with zipfile.ZipFile(wheel) as zf:
+        assert zf.getinfo(NANO).file_size == entry.size
+        licence, notice = (zf.read(name).decode() for name in NANO_TERMS)
+    assert "Apache License" in licence and "Version 2.0" in licence
+    assert "HonglinChu/SiamTrackers" in notice and "nanotrackv3.pth" in notice and "siammask-nano.pt" in notice
+    assert "Apache-2.0" in entry.license and "NanoTrack" in entry.source
+
+
 def test_the_sdist_carries_the_default_model(tmp_path):
     sdist = _build("sdist", tmp_path)
     with tarfile.open(sdist) as tf:
-        assert any(n.endswith("/" + MODEL) for n in tf.getnames())
+        names = tf.getnames()
+    assert all(any(n.endswith("/" + want) for n in names) for want in (MODEL, NANO, *NANO_TERMS))
 
 
 @pytest.mark.slow
@@ -88,8 +103,12 @@ tracker = from_pretrained(device="cpu", precision="fp32")
 clip = list(frames(6, size=(320, 240)))
 tracker.init(clip[0].image, clip[0].box)
 areas = [int(tracker.track(f.image)[0].mask.sum()) for f in clip[1:]]
+nano = from_pretrained("siammask-nano", device="cpu", precision="fp32")
+nano.init(clip[0].image, clip[0].box)
+nano_areas = [int(nano.track(f.image)[0].mask.sum()) for f in clip[1:]]
 print(json.dumps({"module": siamtrack.__file__, "checkout": str(weights._checkout_dir()), "model": str(path),
-                  "dirs": [str(d) for d in weights.search_dirs()], "areas": areas}))
+                  "nano": str(weights.resolve("siammask-nano")[1]), "nano_source": nano.mask_source,
+                  "dirs": [str(d) for d in weights.search_dirs()], "areas": areas, "nano_areas": nano_areas}))
 """
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
     env.update(PYTHONPATH=str(site), HOME=str(tmp_path / "home"), SIAMTRACK_WEIGHTS=str(elsewhere / "mine"),
@@ -104,6 +123,8 @@ print(json.dumps({"module": siamtrack.__file__, "checkout": str(weights._checkou
     assert got["model"] == str(site / MODEL)  # found despite $SIAMTRACK_WEIGHTS naming another folder
     assert got["dirs"][0] == str(elsewhere / "mine") and got["dirs"][-1] == str(site / "siamtrack" / "weights")
     assert all(a > 500 for a in got["areas"]), got["areas"]  # a mask on every frame
+    assert got["nano"] == str(site / NANO) and got["nano_source"] == "network"
+    assert all(a > 500 for a in got["nano_areas"]), got["nano_areas"]
     assert sha256_file(site / MODEL) == weights.get_entry("siammask-lite").sha256
 
 
