@@ -160,7 +160,7 @@ class _PointMaskSearch(nn.Module):
 
     def forward(self, x: Tensor, zf: Tensor) -> tuple[Tensor, ...]:
         cls, loc, search = self.net.track(x, self.net.kernels(zf))
-        return cls, loc, search.p0, search.p1, search.p2, search.corr, search.mask
+        return cls, loc, *search  # p0, p1, p2, corr, mask: the layout's output order
 
 
 class _PointRefineAt(nn.Module):
@@ -184,12 +184,13 @@ def _kernel_inputs(model: nn.Module, z: Tensor, x: Tensor) -> dict[str, tuple[Te
 
 
 def _feature_inputs(model: nn.Module, z: Tensor, x: Tensor) -> dict[str, tuple[Tensor, ...]]:
-    zf = model.template_features(z)
-    inputs = {"template": (z,), "search": (x, zf)}
-    if spec_of(model).masks:
-        _, _, s = model.track(x, model.kernels(zf))
-        inputs["refine"] = (s.p0, s.p1, s.p2, s.mask, torch.tensor([9]), torch.tensor([5]))
-    return inputs
+    return {"template": (z,), "search": (x, model.template_features(z))}
+
+
+def _feature_refine_inputs(model: nn.Module, z: Tensor, x: Tensor) -> dict[str, tuple[Tensor, ...]]:
+    inputs = _feature_inputs(model, z, x)
+    _, _, s = model.track(x, model.kernels(inputs["search"][1]))
+    return {**inputs, "refine": (s.p0, s.p1, s.p2, s.mask, torch.tensor([9]), torch.tensor([5]))}
 
 
 @dataclass(frozen=True)
@@ -227,7 +228,7 @@ LAYOUTS: dict[str, Layout] = {
         {"template": (["z"], ["zf"]), "search": (["x", "zf"], ["cls", "loc", "p0", "p1", "p2", "corr", "mask_feature"]),
          "refine": (["p0", "p1", "p2", "mask_feature", "row", "col"], ["mask"])},
         lambda net: {"template": _BoxTemplate(net), "search": _PointMaskSearch(net), "refine": _PointRefineAt(net)},
-        _feature_inputs, ("search",), True, _FLOAT_TRUNK + "; " + _REFINE_FLOAT),
+        _feature_refine_inputs, ("search",), True, _FLOAT_TRUNK + "; " + _REFINE_FLOAT),
 }
 
 
