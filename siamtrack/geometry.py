@@ -209,21 +209,49 @@ def mask_window(box: Sequence[float], row: int, col: int, instance_size: int = I
     )
 
 
-def warp_mask_to_frame(mask: np.ndarray, window: Sequence[float], frame_wh: tuple[int, int],
-                       border: float = -1.0) -> np.ndarray:
-    """Warp a square mask (probabilities) that covers ``window`` back onto the frame.
+def mask_mapping(mask_side: int, window: Sequence[float], frame_wh: tuple[int, int]) -> np.ndarray:
+    """The 2x3 affine taking pixels of a ``mask_side`` square mask over ``window`` to frame pixels.
 
     Official mapping: frame pixel = window origin + mask pixel * (window side / (n - 1)) * ...;
     expressed as the affine that maps the mask into a frame-sized canvas.
     """
     out_w, out_h = frame_wh
-    n = mask.shape[0]
-    s = n / window[2]
+    s = mask_side / window[2]
     back = (-window[0] * s, -window[1] * s, out_w * s, out_h * s)
     a = (out_w - 1) / back[2]
     b = (out_h - 1) / back[3]
-    mapping = np.array([[a, 0, -a * back[0]], [0, b, -b * back[1]]], dtype=np.float64)
-    return cv2.warpAffine(mask, mapping, (out_w, out_h), flags=cv2.INTER_LINEAR,
+    return np.array([[a, 0, -a * back[0]], [0, b, -b * back[1]]], dtype=np.float64)
+
+
+def mask_region(mask_side: int, window: Sequence[float], frame_wh: tuple[int, int]) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1): the frame pixels a warped-back mask can reach (the rest hold the border value).
+
+    Bilinear interpolation reads mask pixels -1 < u < n; two pixels of margin cover OpenCV's
+    fixed-point rounding of the mapping. Empty (x1 <= x0) where the window misses the frame.
+    """
+    m = mask_mapping(mask_side, window, frame_wh)
+    out = []
+    for axis, size in ((0, frame_wh[0]), (1, frame_wh[1])):
+        scale, shift = m[axis, axis], m[axis, 2]
+        lo, hi = sorted((shift - scale, shift + scale * mask_side))
+        out.append((int(np.clip(np.floor(lo) - 2, 0, size)), int(np.clip(np.ceil(hi) + 3, 0, size))))
+    (x0, x1), (y0, y1) = out
+    return x0, y0, max(x0, x1), max(y0, y1)
+
+
+def warp_mask_to_frame(mask: np.ndarray, window: Sequence[float], frame_wh: tuple[int, int],
+                       border: float = -1.0, region: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """Warp a square mask (probabilities) that covers ``window`` back onto the frame (``mask_mapping``).
+
+    ``region`` (x0, y0, x1, y1): warp only those frame pixels, returned as a (y1-y0, x1-x0) array;
+    each is what the whole frame's warp holds there (the mapping shifted by the region's origin).
+    """
+    mapping = mask_mapping(mask.shape[0], window, frame_wh)
+    x0, y0, x1, y1 = region if region is not None else (0, 0, *frame_wh)
+    if x1 <= x0 or y1 <= y0:
+        return np.full((max(y1 - y0, 0), max(x1 - x0, 0)), border, dtype=mask.dtype)
+    mapping[:, 2] -= (x0, y0)
+    return cv2.warpAffine(mask, mapping, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=border)
 
 
@@ -263,14 +291,15 @@ def box_corners(center: Sequence[float], size: Sequence[float]) -> np.ndarray:
 
 
 def rotated_box_from_mask(binary: np.ndarray, fallback_center: Sequence[float],
-                          fallback_size: Sequence[float], min_area: float = 100.0
-                          ) -> tuple[RotatedBox, str]:
+                          fallback_size: Sequence[float], min_area: float = 100.0,
+                          offset: tuple[int, int] = (0, 0)) -> tuple[RotatedBox, str]:
     """Minimum-area rectangle of the largest external contour, or the state box.
 
     The official tracker uses the contour only when its area exceeds 100 px; otherwise
-    it falls back to the (unclipped) target box. Returns the box and its source.
+    it falls back to the (unclipped) target box. Returns the box and its source. ``offset``:
+    where ``binary``'s pixel (0, 0) is in the frame (a region of it, zero around it).
     """
-    contours = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)[-2]
+    contours = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE, offset=offset)[-2]
     if contours:
         areas = [cv2.contourArea(c) for c in contours]
         best = int(np.argmax(areas))

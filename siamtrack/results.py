@@ -118,31 +118,45 @@ def lost_result(obj_id: int, frame_wh: tuple[int, int], score: float) -> TrackRe
 
 def frame_outputs(mask127: np.ndarray | None, window: tuple[float, float, float, float] | None,
                   state: tuple[np.ndarray, np.ndarray], frame_wh: tuple[int, int], seg_thr: float,
-                  mask_pad: float) -> tuple[np.ndarray, np.ndarray, RotatedBox, str]:
-    """Mask (bool), probabilities (>= 0), rotated box and polygon source in frame coordinates.
+                  mask_pad: float) -> tuple[np.ndarray, np.ndarray, RotatedBox, str, tuple[int, int, int, int]]:
+    """Mask (bool), probabilities (>= 0), rotated box, polygon source in frame coordinates, and the
+    region (x0, y0, x1, y1) outside which the mask is empty.
 
     ``mask127`` is the refined mask over ``window`` (x, y, w, h in the frame); ``None`` for a
     box-only network, whose mask is the filled box of ``state`` (centre, size) and whose rotated
     box is that box. The rotated box of a mask falls back to ``state`` where the mask is empty.
+    Only the region the window reaches is warped, thresholded and traced (outside it the warp
+    holds ``mask_pad``): on a small object that is most of the step's work after the network.
     """
+    h, w = frame_wh[1], frame_wh[0]
     if mask127 is None:
-        mask = geo.box_mask(frame_wh[::-1], geo.center_to_xywh(*state))
-        return mask, mask.astype(np.float32), geo.state_box(*state), "box"
-    prob = geo.warp_mask_to_frame(mask127, window, frame_wh, border=mask_pad)
-    binary = (prob > seg_thr).astype(np.uint8)
-    rotated, source = geo.rotated_box_from_mask(binary, *state)
-    np.maximum(prob, 0.0, out=prob)
-    return binary.view(bool), prob, rotated, source
+        mask = geo.box_mask((h, w), geo.center_to_xywh(*state))
+        return mask, mask.astype(np.float32), geo.state_box(*state), "box", (0, 0, w, h)
+    region = geo.mask_region(mask127.shape[0], window, frame_wh) if mask_pad <= min(seg_thr, 0.0) else (0, 0, w, h)
+    x0, y0, x1, y1 = region
+    prob_in = geo.warp_mask_to_frame(mask127, window, frame_wh, border=mask_pad, region=region)
+    binary_in = (prob_in > seg_thr).astype(np.uint8)
+    rotated, source = geo.rotated_box_from_mask(binary_in, *state, offset=(x0, y0))
+    binary = np.zeros((h, w), dtype=np.uint8)
+    prob = np.zeros((h, w), dtype=np.float32)
+    binary[y0:y1, x0:x1] = binary_in
+    np.maximum(prob_in, 0.0, out=prob[y0:y1, x0:x1])
+    return binary.view(bool), prob, rotated, source, region
 
 
 def output_box(box: tuple[float, float, float, float], mask: np.ndarray, prob: np.ndarray, source: str,
-               confidence: float | None) -> tuple[float, float, float, float]:
+               confidence: float | None, region: tuple[int, int, int, int] | None = None
+               ) -> tuple[float, float, float, float]:
     """The axis-aligned box of a result: the refined mask's bounding box where the mask is confident
-    (mean probability over its pixels >= ``confidence``), else ``box`` (the regression's)."""
+    (mean probability over its pixels >= ``confidence``), else ``box`` (the regression's).
+    ``region`` (x0, y0, x1, y1): where the mask may be non-empty (``frame_outputs``)."""
     if confidence is None or source == "box":
         return box
-    binary = mask.view(np.uint8)
-    x, y, w, h = cv2.boundingRect(binary)  # OpenCV: a quarter of numpy's time on a 854x480 frame
-    if w == 0 or cv2.mean(prob, mask=binary)[0] < confidence:
+    x0, y0, x1, y1 = region if region is not None else (0, 0, mask.shape[1], mask.shape[0])
+    binary = mask[y0:y1, x0:x1].view(np.uint8)
+    if binary.size == 0:
         return box
-    return float(x), float(y), float(w), float(h)
+    x, y, w, h = cv2.boundingRect(binary)  # OpenCV: a quarter of numpy's time on a 854x480 frame
+    if w == 0 or cv2.mean(prob[y0:y1, x0:x1], mask=binary)[0] < confidence:
+        return box
+    return float(x + x0), float(y + y0), float(w), float(h)

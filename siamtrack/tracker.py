@@ -238,9 +238,10 @@ class Tracker:
             return lost_result(i, wh, best_score)
         clipped = geo.clip_state(center, size, wh)
         window = None if mask127 is None else self.decoder.mask_window(box, row, col)
-        binary, prob, rotated, source = frame_outputs(
+        binary, prob, rotated, source, region = frame_outputs(
             mask127, window, clipped if self.style.clip_first or mask127 is None else (center, size), wh,
             self.preset.seg_thr, self.style.mask_pad)
         st.moved_to(*clipped, best_score, state == TRACKED, look)
-        box = output_box(geo.center_to_xywh(st.center, st.size), binary, prob, source, self.preset.mask_box)
+        box = output_box(geo.center_to_xywh(st.center, st.size), binary, prob, source, self.preset.mask_box,
+                         region)
         return TrackResult(i, box, rotated, binary, prob, best_score, source, state)

@@ -251,6 +251,36 @@ def test_warp_places_mask_content():
     assert abs(y - (20 + 30 * 255 / 127) * 299 / 300) <= 1
 
 
+
+@pytest.mark.parametrize("border", [-1.0, 0.0])
+def test_the_warp_of_a_region_is_the_frame_warp_there_and_border_elsewhere(border):
+    """Windows of every size, inside the frame, across its edges and beyond it: the region holds
+    exactly the whole frame's warp, and every pixel outside the region the border value."""
+    rng = np.random.default_rng(3)
+    for _ in range(60):
+        mask = cv2.GaussianBlur(rng.random((127, 127)).astype(np.float32), (0, 0), 3)
+        wh = (int(rng.integers(50, 900)), int(rng.integers(50, 600)))
+        side = float(rng.uniform(10, 1500))
+        window = (float(rng.uniform(-1.2 * side, wh[0] + 50)), float(rng.uniform(-1.2 * side, wh[1] + 50)), side, side)
+        full = geo.warp_mask_to_frame(mask, window, wh, border)
+        x0, y0, x1, y1 = geo.mask_region(127, window, wh)
+        assert 0 <= x0 <= x1 <= wh[0] and 0 <= y0 <= y1 <= wh[1]
+        part = geo.warp_mask_to_frame(mask, window, wh, border, region=(x0, y0, x1, y1))
+        assert part.shape == (y1 - y0, x1 - x0)
+        np.testing.assert_array_equal(part, full[y0:y1, x0:x1])
+        outside = np.ones(full.shape, bool)
+        outside[y0:y1, x0:x1] = False
+        assert np.all(full[outside] == border)
+
+
+def test_mask_region_of_a_window_inside_the_frame_is_the_window_and_a_margin():
+    x0, y0, x1, y1 = geo.mask_region(127, (100.0, 50.0, 254.0, 254.0), (854, 480))
+    # mask pixel u lands at (100 + 2u) * 853/854 (official mapping): -1 < u < 127, then 2-3 px of margin
+    assert (x0, y0) == (95, 45) and (x1, y1) == (357, 307)
+    assert geo.mask_region(127, (900.0, 10.0, 100.0, 100.0), (854, 480))[2:] == (854, 113)
+    x0, _, x1, _ = geo.mask_region(127, (-500.0, 10.0, 100.0, 100.0), (854, 480))
+    assert x0 == x1 == 0  # the window misses the frame: nothing to warp
+
 # rotated box -----------------------------------------------------------------------------------
 
 

@@ -116,9 +116,25 @@ def test_refine_windows_are_centred_on_the_point():
         feat = coords.reshape(1, 1, 1, side).expand(1, 1, side, side).contiguous()
         for col in (0, 7, 14):
             win = siammask_nano.point_windows(feat, first, step, size, torch.tensor([0]), torch.tensor([7]),
-                                              torch.tensor([col]))
+                                              torch.tensor([col]), 15)
             centre = win[0, 0, size // 2, size // 2].item()
             assert abs(centre - (16 * col + 15)) <= 1, (stride, col, centre)
+
+
+def test_windows_pad_only_what_the_edge_points_need():
+    """The stride-2/4/8 maps (128, 64, 32 cells) get the zero cells points 0 and 14 reach, no more, and
+    the traced ``refine_at`` cuts the same windows as ``refine`` at the corners and the centre."""
+    pads = [siammask_nano.window_pad(*w, side, 15) for w, side in zip(siammask_nano.WINDOWS, (128, 64, 32),
+                                                                      strict=True)]
+    assert pads == [(22, 23), (11, 12), (5, 6)]
+    model = _seeded(build_model("siammask_nano")).eval()
+    z, x = _crops(1, 1)
+    with torch.no_grad():
+        _, _, search = model.track(x, model.template(z))
+        for row, col in ((0, 0), (14, 14), (0, 14), (7, 3)):
+            r, c = torch.tensor([row]), torch.tensor([col])
+            at = model.refine_at(search.p0, search.p1, search.p2, search.mask, r, c)
+            torch.testing.assert_close(at, model.refine(search, r, c), rtol=0, atol=1e-6)
 
 
 def test_box_outputs_are_nanotrack_v3_exactly():

@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 import torch
 
+from siamtrack import geometry as geo
 from siamtrack.api import build_tracker
 from siamtrack.errors import SiamtrackError
-from siamtrack.results import BoxClippedWarning, TrackResult, output_box
+from siamtrack.results import BoxClippedWarning, TrackResult, frame_outputs, output_box
 from siamtrack.tracker import Tracker
 from siamtrack.weights.loading import load_checkpoint
 
@@ -294,3 +295,26 @@ def test_the_box_is_a_confident_masks_bounding_box_else_the_regressions():
     assert output_box(regression, mask, prob, "mask", None) == regression  # the preset says never
     assert output_box(regression, mask, prob, "box", 0.0) == regression  # a box-only model's "mask" is its box
     assert output_box(regression, np.zeros_like(mask), prob, "mask", 0.0) == regression  # nothing to bound
+    # the region frame_outputs reports (where the mask may be): the same box, in frame coordinates
+    assert output_box(regression, mask, prob, "mask", 0.8, (2, 8, 60, 40)) == (5.0, 10.0, 30.0, 10.0)
+
+
+@pytest.mark.parametrize("pad", [-1.0, 0.0])
+def test_frame_outputs_of_the_masks_region_are_the_whole_frames(pad):
+    """Warping, thresholding and tracing only where the window reaches gives the outputs of the
+    whole frame's warp: the same mask and probabilities to the bit, the same rotated box."""
+    rng = np.random.default_rng(5)
+    state = (np.array([200.0, 150.0]), np.array([60.0, 40.0]))
+    for _ in range(40):
+        m = cv2.GaussianBlur(rng.random((127, 127)).astype(np.float32), (0, 0), 6)
+        m = (m - m.min()) / (m.max() - m.min())
+        side = float(rng.uniform(30, 900))
+        window = (float(rng.uniform(-side, 640)), float(rng.uniform(-side, 360)), side, side)
+        binary, prob, rotated, source, region = frame_outputs(m, window, state, (640, 360), 0.5, pad)
+        full = geo.warp_mask_to_frame(m, window, (640, 360), border=pad)
+        np.testing.assert_array_equal(binary, full > 0.5)
+        np.testing.assert_array_equal(prob, np.maximum(full, 0.0))
+        whole, whole_source = geo.rotated_box_from_mask((full > 0.5).astype(np.uint8), *state)
+        assert source == whole_source
+        np.testing.assert_allclose(rotated.points, whole.points, atol=1e-4)
+        assert not binary[:, :region[0]].any() and not binary[:, region[2]:].any()

@@ -47,7 +47,7 @@ SIDECAR = "siamtrack-onnx.json"
 GRAPHS = ("template", "search", "refine")  # every layout's graphs are among these
 OPSET = 17
 # Bumped when the graphs change: the cached exports of older versions are not reused.
-FORMAT = 4
+FORMAT = 5
 KERNELS = ("cls_kernel", "loc_kernel", "mask_kernel")
 FEATURES = ("p0", "p1", "p2", "corr")
 IMAGE_LAYOUT = "NCHW float32, BGR, raw 0..255 (no normalisation: the graph holds it)"
