@@ -229,12 +229,12 @@ def mask_region(mask_side: int, window: Sequence[float], frame_wh: tuple[int, in
     Bilinear interpolation reads mask pixels -1 < u < n; two pixels of margin cover OpenCV's
     fixed-point rounding of the mapping. Empty (x1 <= x0) where the window misses the frame.
     """
-    m = mask_mapping(mask_side, window, frame_wh)
+    m = mask_mapping(mask_side, window, frame_wh).tolist()
     out = []
     for axis, size in ((0, frame_wh[0]), (1, frame_wh[1])):
-        scale, shift = m[axis, axis], m[axis, 2]
+        scale, shift = m[axis][axis], m[axis][2]
         lo, hi = sorted((shift - scale, shift + scale * mask_side))
-        out.append((int(np.clip(np.floor(lo) - 2, 0, size)), int(np.clip(np.ceil(hi) + 3, 0, size))))
+        out.append((min(max(math.floor(lo) - 2, 0), size), min(max(math.ceil(hi) + 3, 0), size)))
     (x0, x1), (y0, y1) = out
     return x0, y0, max(x0, x1), max(y0, y1)
 

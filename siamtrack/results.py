@@ -135,13 +135,12 @@ def frame_outputs(mask127: np.ndarray | None, window: tuple[float, float, float,
     region = geo.mask_region(mask127.shape[0], window, frame_wh) if mask_pad <= min(seg_thr, 0.0) else (0, 0, w, h)
     x0, y0, x1, y1 = region
     prob_in = geo.warp_mask_to_frame(mask127, window, frame_wh, border=mask_pad, region=region)
-    binary_in = (prob_in > seg_thr).astype(np.uint8)
-    rotated, source = geo.rotated_box_from_mask(binary_in, *state, offset=(x0, y0))
-    binary = np.zeros((h, w), dtype=np.uint8)
-    prob = np.zeros((h, w), dtype=np.float32)
-    binary[y0:y1, x0:x1] = binary_in
+    binary, prob = np.zeros((h, w), dtype=bool), np.zeros((h, w), dtype=np.float32)
+    binary_in = binary[y0:y1, x0:x1]
+    np.greater(prob_in, seg_thr, out=binary_in)
+    rotated, source = geo.rotated_box_from_mask(binary_in.view(np.uint8), *state, offset=(x0, y0))
     np.maximum(prob_in, 0.0, out=prob[y0:y1, x0:x1])
-    return binary.view(bool), prob, rotated, source, region
+    return binary, prob, rotated, source, region
 
 
 def output_box(box: tuple[float, float, float, float], mask: np.ndarray, prob: np.ndarray, source: str,
