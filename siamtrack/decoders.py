@@ -19,8 +19,8 @@ from siamtrack import geometry as geo
 from siamtrack.models import NetworkSpec
 from siamtrack.styles import style_of
 
-# (best flat index, row, col, new centre, new size, best score, (pscore, score, penalty))
-Pick = tuple[int, int, int, np.ndarray, np.ndarray, float, tuple[np.ndarray, np.ndarray, np.ndarray]]
+# (best flat index, row, col, new centre, new size, best score, (pscore, score, penalty), mask cell (row, col))
+Pick = tuple[int, int, int, np.ndarray, np.ndarray, float, tuple[np.ndarray, np.ndarray, np.ndarray], tuple[int, int]]
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,11 @@ class HeadDecoder:
                     ) -> tuple[float, float, float, float]:
         """Frame-space (x0, y0, w, h) the mask refined at cell (row, col) of crop ``crop_box`` covers."""
         raise NotImplementedError(f"{type(self).__name__} makes no masks")
+
+    def mask_cell(self, row: int, col: int, box: np.ndarray) -> tuple[int, int]:
+        """The cell whose mask is refined when cell (row, col) is chosen with crop-space ``box``
+        (cx, cy, w, h from the crop centre): the chosen cell itself, as SiamMask does."""
+        return row, col
 
     def select(self, center: np.ndarray, size: np.ndarray, score: np.ndarray, delta: np.ndarray,
                preset: Any) -> Pick:
@@ -66,7 +71,8 @@ class HeadDecoder:
         new_size = np.array([size[0] * (1 - lr) + pred[2] * lr, size[1] * (1 - lr) + pred[3] * lr])
         if not (np.all(np.isfinite(new_center)) and np.all(np.isfinite(new_size))):
             new_center, new_size = center.copy(), size.copy()
-        return best, int(row), int(col), new_center, new_size, float(score[best]), (pscore, score, penalty)
+        cell = self.mask_cell(int(row), int(col), boxes[:, best])
+        return best, int(row), int(col), new_center, new_size, float(score[best]), (pscore, score, penalty), cell
 
 
 @dataclass(frozen=True)
@@ -131,6 +137,16 @@ class PointDecoder(HeadDecoder):
         ``127 + stride * (i - S // 2)``), in frame coordinates."""
         offset = 2 * (self.shape[1] // 2) - (geo.INSTANCE_SIZE - geo.EXEMPLAR_SIZE) // self.stride
         return geo.mask_window(box, row, col, stride=self.stride, base_size=offset)
+
+    def mask_cell(self, row: int, col: int, box: np.ndarray) -> tuple[int, int]:
+        """The point nearest the chosen box's centre. A point head's best point can sit anywhere on
+        the object (its l/t/r/b reach the edges from there), so its 127-pixel mask window can cut the
+        object off; the mask is trained at points around the centre. Chosen on held-back training
+        videos (hike, soccerball, swing: J 0.694 -> 0.705; all 30 training videos 0.682 -> 0.686)."""
+        if not np.all(np.isfinite(box[:2])):
+            return row, col
+        nearest = int(np.argmin(np.hypot(self.points[:, 0] - box[0], self.points[:, 1] - box[1])))
+        return divmod(nearest, self.shape[2])
 
 
 DECODERS: dict[str, type[HeadDecoder]] = {"anchors": AnchorDecoder, "points": PointDecoder}

@@ -76,11 +76,12 @@ class CropScorer:
         return score, delta, search
 
     def masks(self, search: Any, picks: list[tuple], crops: list[int]) -> list[np.ndarray | None]:
-        """Mask probabilities (127x127) refined at the picks of crops ``crops``; None each for a box-only head."""
+        """Mask probabilities (127x127) refined at the mask cells of the picks of crops ``crops`` (the
+        decoder's ``mask_cell``); None each for a box-only head."""
         if not self.decoder.masks:
             return [None] * len(crops)
         rows, cols, batch = (torch.tensor(v, device=self.net.device) for v in
-                             ([picks[c][1] for c in crops], [picks[c][2] for c in crops], crops))
+                             ([picks[c][7][0] for c in crops], [picks[c][7][1] for c in crops], crops))
         with self.net.inference():
             logits = self.net.refine(search, rows, cols, batch)
         return list(torch.sigmoid(logits.detach().float()).cpu().numpy())

@@ -84,6 +84,7 @@ class StepRecord:
     mask127: np.ndarray
     unclipped_center: np.ndarray
     unclipped_size: np.ndarray
+    mask_cell: tuple[int, int] | None = None  # the cell whose mask was refined (the decoder's ``mask_cell``)
 
 
 def replace_row(kernels: Any, obj_id: int, new: Any) -> Any:

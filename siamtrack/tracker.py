@@ -228,16 +228,16 @@ class Tracker:
     def _finish(self, i: int, st: ObjectState, pick: tuple, mask127: np.ndarray | None, side: float,
                 frame: np.ndarray, ok: bool, look: np.ndarray) -> TrackResult:
         """Update object ``i``'s state machine and state from its pick; its result for this frame."""
-        best, row, col, center, size, best_score, debug = pick
+        best, row, col, center, size, best_score, debug, (mask_row, mask_col) = pick
         wh = (frame.shape[1], frame.shape[0])
         box = geo.crop_box(st.center, side)
-        self.last_steps.append(StepRecord(best, row, col, box, *debug, mask127, center, size))
+        self.last_steps.append(StepRecord(best, row, col, box, *debug, mask127, center, size, (mask_row, mask_col)))
         state = st.observe(best_score, ok, look)
         if state == LOST:
             st.lost_at(center, best_score, wh)
             return lost_result(i, wh, best_score)
         clipped = geo.clip_state(center, size, wh)
-        window = None if mask127 is None else self.decoder.mask_window(box, row, col)
+        window = None if mask127 is None else self.decoder.mask_window(box, mask_row, mask_col)
         binary, prob, rotated, source, region = frame_outputs(
             mask127, window, clipped if self.style.clip_first or mask127 is None else (center, size), wh,
             self.preset.seg_thr, self.style.mask_pad)

@@ -15,7 +15,7 @@ from siamtrack import geometry as geo
 from siamtrack.api import build_tracker
 from siamtrack.decoders import AnchorDecoder, PointDecoder, decoder_for, ltrb_to_boxes, point_grid
 from siamtrack.errors import CheckpointError, SiamtrackError
-from siamtrack.models import build_model, nanotrack, spec_of
+from siamtrack.models import NetworkSpec, build_model, nanotrack, spec_of
 from siamtrack.presets import PRESETS
 from siamtrack.tracker import Tracker
 from siamtrack.weights.loading import load_checkpoint, read_checkpoint
@@ -158,9 +158,10 @@ def test_the_point_decoder_moves_to_the_peak_and_updates_the_size_by_the_rate():
     scale = geo.EXEMPLAR_SIZE / geo.context_size(size)
     target = size * scale  # the target's size in crop pixels
     score, delta = _maps(15, (8, 9), tuple(target))
-    best, row, col, new_center, new_size, best_score, (pscore, _, penalty) = dec.select(
+    best, row, col, new_center, new_size, best_score, (pscore, _, penalty), cell = dec.select(
         center, size, score, delta, preset)
     assert (row, col, best) == (8, 9, 8 * 15 + 9) and best_score == 0.9
+    assert cell == (8, 9)  # every box is centred on its point: the mask is refined there
     np.testing.assert_allclose(penalty, 1.0)  # every box has the target's size and ratio
     np.testing.assert_allclose(new_center, center + np.array([2 * 16, 16]) / scale)
     np.testing.assert_allclose(new_size, size)  # same size predicted: unchanged whatever the rate
@@ -168,10 +169,26 @@ def test_the_point_decoder_moves_to_the_peak_and_updates_the_size_by_the_rate():
     assert pscore[best] == pytest.approx(0.9 * (1 - wi) + dec.window[best] * wi)
 
     score, delta = _maps(15, (7, 7), (target[0] * 1.2, target[1] * 1.2), 1.0)
-    *_, new_size, _, (_, _, penalty) = dec.select(center, size, score, delta, preset)
+    *_, new_size, _, (_, _, penalty), _ = dec.select(center, size, score, delta, preset)
     lr = penalty[7 * 15 + 7] * 1.0 * preset.lr
     assert penalty[0] < 1.0
     np.testing.assert_allclose(new_size, size * (1 - lr) + size * 1.2 * lr)
+
+
+def test_the_mask_is_refined_at_the_point_nearest_the_chosen_boxs_centre():
+    """A best point near the object's left edge (its box reaches 8 px left and 72 px right, 5 px up
+    and 37 px down): the mask point is the one nearest that box's centre (two cells right, one down);
+    the pick stays."""
+    dec = PointDecoder.of_size(15, 16, masks=True)
+    center, size = np.array([300.0, 200.0]), np.array([60.0, 40.0])
+    score, delta = _maps(15, (7, 5), (20.0, 20.0))
+    delta[:, 7 * 15 + 5] = [8.0, 5.0, 72.0, 37.0]  # box centre 32 px right of the point, 16 px down
+    best, row, col, *_, cell = dec.select(center, size, score, delta, PRESETS["siammask-nano"])
+    assert (row, col) == (7, 5) and cell == (8, 7)
+    assert dec.mask_cell(7, 5, np.array([np.nan, 0.0, 1.0, 1.0])) == (7, 5)  # no centre: the point itself
+    assert dec.mask_cell(0, 0, np.array([-500.0, 900.0, 1.0, 1.0])) == (14, 0)  # beyond the grid: its edge
+    anchors = AnchorDecoder.for_spec(NetworkSpec("siammask_sharp"))
+    assert anchors.mask_cell(3, 4, np.array([100.0, 100.0, 1.0, 1.0])) == (3, 4)  # SiamMask: the chosen cell
 
 
 def test_the_window_and_the_change_penalty_break_ties():

@@ -3,8 +3,8 @@
 The box branch is NanoTrack v3 unchanged (``siamtrack.models.nanotrack``: trunk and BAN head under
 the names its checkpoint loads into), so its score and box maps are NanoTrack's to the bit. What it
 adds is SiamMask's: a per-point mask feature from a correlation of its own, and the refine module,
-which decodes that feature at the chosen point into a 127x127 mask with the trunk's stride-2/4/8
-maps (the paper's refine, Wang et al. 2019, Fig. 3).
+which decodes that feature at a point (the decoder's ``mask_cell``) into a 127x127 mask with the
+trunk's stride-2/4/8 maps (the paper's refine, Wang et al. 2019, Fig. 3).
 
 Geometry. NanoTrack's trunk is "same"-padded: stride-``s`` cell ``m`` of a 255 search crop sits
 at crop pixel ``s * m``. Point ``i`` of the 15x15 map stands for crop pixel ``16 i + 15`` (the crop
@@ -95,7 +95,7 @@ class TappedTrunk(MobileNetV3Small):
 class SiamMaskNano(NanoTrack):
     """NanoTrack v3 (frozen box branch) with a mask feature per point and SiamMask's refine."""
 
-    masks = True  # the point decoder refines a mask at the chosen point
+    masks = True  # the point decoder refines a mask (at its ``mask_cell``)
     export_layout = "features-refine"  # siamtrack.backends.onnx_export.LAYOUTS
 
     def __init__(self, mask_channels: int = 128, tune_box: bool = False) -> None:
