@@ -288,3 +288,49 @@ def test_tuning_the_box_head_trains_it_near_a_frozen_copy_with_its_statistics_ke
         for p in model.ban_head.parameters():
             p.add_(0.05)
     assert float(compute_losses(model, batch, cfg, np.random.default_rng(0), teacher)["distill"].detach()) > 0.01
+
+
+def test_a_mask_trunk_starts_as_the_published_stages_and_trains_alone():
+    """``mask_trunk``: refine's stride-2/4/8 maps from a copy of the trunk's first four stages. Loaded
+    weights without it start it as the trunk's (the model is then the one it was loaded from); once
+    it moves, the masks' maps move and the box branch's outputs do not; it trains, with the trunk's
+    BatchNorm statistics, and clips apart from the rest of the mask branch."""
+    model = _seeded(build_model("siammask_nano", mask_trunk=True)).eval()
+    model.after_init({"trunk.features.0.0.weight"})
+    z, x = _crops(2, 1)
+    with torch.no_grad():
+        p0, p1, p2, xf = model.backbone(x)
+        for mine, theirs in zip((p0, p1, p2, xf), model.trunk(x), strict=True):
+            assert torch.equal(mine, theirs)
+        cls, loc, _ = model.track(x, model.template(z))
+        model.mask_trunk[0][0].weight.mul_(1.5)
+        moved = model.backbone(x)
+        cls2, loc2, _ = model.track(x, model.template(z))
+    assert not torch.equal(moved[0], p0) and torch.equal(moved[3], xf)
+    assert torch.equal(cls, cls2) and torch.equal(loc, loc2)
+    kept = model.mask_trunk[0][0].weight.clone()
+    model.after_init({"mask_trunk.0.0.weight"})  # loaded with its own copy: left as loaded
+    assert torch.equal(model.mask_trunk[0][0].weight, kept)
+    cfg = TrainConfig(clip_per_module=True)
+    apply_phase(model, "all", cfg)
+    assert model.mask_trunk in model.trained_modules() and model.mask_trunk in model.kept_statistics()
+    assert all(p.requires_grad for p in model.mask_trunk.parameters())
+    assert not any(p.requires_grad for p in model.trunk.parameters())
+    assert not any(m.training for m in model.mask_trunk.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert len(clip_groups(model, cfg)) == 2
+
+
+def test_a_mask_trunk_stays_float_in_int8_as_the_trunk_does(tmp_path):
+    pytest.importorskip("onnx")
+    from siamtrack.backends.onnx_export import export_graphs
+    from siamtrack.backends.onnx_quant import float_nodes
+
+    model = _seeded(build_model("siammask_nano", mask_trunk=True)).eval()
+    export_graphs(model, tmp_path)
+    kept = float_nodes(tmp_path / "search.onnx", float_trunk=True)
+    import onnx
+
+    convs = [n.name for n in onnx.load(str(tmp_path / "search.onnx")).graph.node if n.op_type == "Conv"]
+    mine = [n for n in convs if n.startswith("/mask_trunk.")]
+    assert mine and set(mine) <= set(kept)
+    assert any("/trunk/" in n for n in kept) and any("/refine" not in n and "/mask_head/" in n for n in convs)

@@ -40,6 +40,8 @@ CALIBRATION_ENV = "SIAMTRACK_CALIBRATION"
 # The checkout's training videos (a source checkout beside ../shared); absent in an installed package.
 DEFAULT_CALIBRATION = Path(__file__).resolve().parents[3] / "shared" / "train_data" / "videos"
 TRUNK_SCOPE = "/trunk/"  # the exporter names a box network's trunk nodes after its ``trunk`` module
+# siammask-nano's trained copy of the trunk's first stages (``mask_trunk``) stays float with the trunk
+TRUNK_SCOPES = (TRUNK_SCOPE, "/mask_trunk.")  # its stages: /mask_trunk.0/, /mask_trunk.1/, ...
 SEARCH_CROPS_PER_VIDEO = 2
 
 
@@ -133,7 +135,8 @@ def float_nodes(path: Path, float_trunk: bool = False) -> list[str]:
     if float_trunk and not any(TRUNK_SCOPE in n.name for n in model.graph.node):
         raise ValueError(f"{path}: no node of the trunk ({TRUNK_SCOPE}) to keep in float")
     return [n.name for n in model.graph.node
-            if (n.op_type == "Conv" and n.input[1] not in constants) or (float_trunk and TRUNK_SCOPE in n.name)]
+            if (n.op_type == "Conv" and n.input[1] not in constants)
+            or (float_trunk and any(scope in n.name for scope in TRUNK_SCOPES))]
 
 
 @contextlib.contextmanager

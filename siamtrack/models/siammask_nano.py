@@ -24,6 +24,7 @@ published one, ``[train] loss_distill``); the trunk stays frozen either way.
 
 from __future__ import annotations
 
+import copy
 from typing import NamedTuple
 
 import torch
@@ -98,7 +99,7 @@ class SiamMaskNano(NanoTrack):
     masks = True  # the point decoder refines a mask (at its ``mask_cell``)
     export_layout = "features-refine"  # siamtrack.backends.onnx_export.LAYOUTS
 
-    def __init__(self, mask_channels: int = 128, tune_box: bool = False) -> None:
+    def __init__(self, mask_channels: int = 128, tune_box: bool = False, mask_trunk: bool = False) -> None:
         super().__init__(V3)
         self.tune_box = tune_box
         self.arch = ARCH_NAME
@@ -108,6 +109,9 @@ class SiamMaskNano(NanoTrack):
         self.mask_head = nn.Sequential(nn.Conv2d(2 * width, mask_channels, 1, bias=False),
                                        nn.BatchNorm2d(mask_channels), nn.ReLU(inplace=True))
         self.refine_head = Refine(skip=SKIP_CHANNELS, hidden=(16, 32, 64), corr_channels=mask_channels)
+        # mask_trunk: refine reads its stride-2/4/8 maps from a trained copy of the trunk's first stages
+        # (started as NanoTrack's, ``after_init``), the box branch from the frozen published trunk
+        self.mask_trunk = nn.Sequential(*copy.deepcopy(self.trunk.features[:4])) if mask_trunk else None
 
     def template_features(self, z: Tensor) -> Tensor:
         return self.trunk(z)[-1]
@@ -119,8 +123,21 @@ class SiamMaskNano(NanoTrack):
         return self.kernels(self.template_features(z))
 
     def backbone(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Search crops -> the stride-2, 4, 8 maps and the trunk's stride-16 output."""
-        return self.trunk(x)
+        """Search crops -> the stride-2, 4, 8 maps (the mask trunk's where there is one) and the
+        trunk's stride-16 output."""
+        p0, p1, p2, xf = self.trunk(x)
+        if self.mask_trunk is not None:
+            f = self.mask_trunk
+            p0 = f[0](x)
+            p1 = f[1](p0)
+            p2 = f[3](f[2](p1))
+        return p0, p1, p2, xf
+
+    def after_init(self, loaded: set[str]) -> None:
+        """Starting weights are loaded (tensor names ``loaded``): a mask trunk they do not hold starts
+        as a copy of the published trunk's stages, so the model starts as the one it was loaded from."""
+        if self.mask_trunk is not None and not any(k.startswith("mask_trunk.") for k in loaded):
+            self.mask_trunk.load_state_dict(nn.Sequential(*self.trunk.features[:4]).state_dict())
 
     def heads(self, feats: tuple[Tensor, Tensor, Tensor, Tensor],
               kernels: NanoMaskKernels) -> tuple[Tensor, Tensor, NanoMaskSearch]:
@@ -159,14 +176,17 @@ class SiamMaskNano(NanoTrack):
         return self.refine_head(*skips, mask.index_select(2, row).index_select(3, col))
 
     def trained_modules(self) -> list[nn.Module]:
-        """What training updates: the mask branch (one module), plus NanoTrack's head when ``tune_box``."""
+        """What training updates: the mask branch (one module), its trunk copy if it has one, and
+        NanoTrack's head when ``tune_box``."""
         mask_branch = nn.ModuleList([self.mask_corr, self.mask_head, self.refine_head])
-        return [mask_branch] + ([self.ban_head] if self.tune_box else [])
+        return ([mask_branch] + ([self.mask_trunk] if self.mask_trunk is not None else [])
+                + ([self.ban_head] if self.tune_box else []))
 
     def kept_statistics(self) -> list[nn.Module]:
         """Trained modules whose BatchNorm statistics stay as published: a tuned box head starts
-        exactly where NanoTrack's is, so distillation starts at zero."""
-        return [self.ban_head] if self.tune_box else []
+        exactly where NanoTrack's is, so distillation starts at zero; a mask trunk keeps the
+        trunk's (batches of 16 crops are too few to estimate them again)."""
+        return ([self.ban_head] if self.tune_box else []) + ([self.mask_trunk] if self.mask_trunk is not None else [])
 
     def trunk_stages(self) -> list[nn.Module]:
         return list(self.trunk.features)

@@ -385,6 +385,8 @@ def init_model(run: RunConfig, *, load_init: bool = True) -> nn.Module:
         if not picked:
             raise SiamtrackError(f"{init}: no tensor matches the {arch} model (names or shapes differ)")
         model.load_state_dict(picked, strict=False)
+        if hasattr(model, "after_init"):  # weights the model derives from the loaded ones
+            model.after_init(set(picked))
     return model
 
 
