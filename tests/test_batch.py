@@ -347,6 +347,25 @@ def test_local_workers_and_ray_give_the_tracks_of_one_process(clip, capsys, tmp_
     assert summary(outs["ray"])["executor"]["kind"] == "ray"
 
 
+@pytest.mark.slow
+def test_batch_runs_siammask_nano_in_worker_processes(clip, capsys, tmp_path):
+    """The NanoTrack-based mask model through ``batch``: two local worker processes give the masks
+    and boxes it gives in one process, from its network (not a filled box)."""
+    manifest = write_manifest(tmp_path / "m.jsonl", [entry(clip, clip["video"]), entry(clip, clip["folder"])])
+    outs = {label: tmp_path / label for label in ("inline", "local")}
+    for label, args in (("inline", []), ("local", ["--workers", "2"])):
+        code, _, err = invoke(capsys, "batch", manifest, "--out", outs[label], "--quiet", "--threads", "1",
+                              "--model", "siammask-nano", *args)
+        assert code == 0 and statuses(outs[label]) == {"clip": "done", "frames": "done"}, err
+    for name in ("clip", "frames"):
+        meta = tracks(outs["local"] / name)["meta"]
+        assert meta["model"] == "siammask-nano" and meta["mask_source"] == "network", meta
+        ious = mask_iou(outs["inline"] / name, outs["local"] / name)
+        assert len(ious) == N and np.mean(ious) >= 0.98, (name, ious)
+        ours, theirs = tracks(outs["inline"] / name)["objects"]["0"], tracks(outs["local"] / name)["objects"]["0"]
+        assert np.abs(np.array([r["box"] for r in theirs]) - np.array([r["box"] for r in ours])).max() <= 0.5
+
+
 @pytest.fixture(scope="module")
 def ray_instance():
     """One local Ray instance for the module's later Ray tests (commands use it instead of their own)."""

@@ -103,3 +103,28 @@ def test_the_lost_state_works_with_siammask_nano(nano):
     assert all(r.state == TRACKED for r in states[:hidden[0] - 3])
     assert states[-1].state == TRACKED and _iou(states[-1].box, clip[-1].box) > 0.5
     assert region_j(clip[-1].mask, states[-1].mask) > 0.5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_several_objects_track_in_one_step_as_each_does_alone(nano, backend):
+    """Two objects share each step (one network call for both crops, each refined at its own mask
+    point): every object's boxes and masks are the ones it gets tracked alone."""
+    if backend == "onnxruntime":
+        pytest.importorskip("onnxruntime")
+    model, name, preset = nano
+    preset = replace(preset, lost_state=False)
+    clip = list(synthetic_frames(8, size=(320, 240), seed=5))
+    boxes = [clip[0].box, (200.0, 150.0, 60.0, 50.0)]
+
+    def tracks(start: list) -> list[list]:
+        tracker = build_tracker(model, preset, device="cpu", precision="fp32", backend=backend, model_name=name)
+        tracker.init(clip[0].image, start)
+        return [tracker.track(f.image) for f in clip[1:]]
+
+    together = tracks(boxes)
+    for i, box in enumerate(boxes):
+        for both, (alone,) in zip(together, tracks([box]), strict=True):
+            np.testing.assert_allclose(np.array(both[i].box), np.array(alone.box), atol=1e-2)
+            assert both[i].mask.any() and region_j(alone.mask, both[i].mask) > 0.99
+    assert region_j(together[-1][0].mask, together[-1][1].mask) < 0.1  # two objects, two places
